@@ -1,0 +1,247 @@
+// Package enrich is the pipeline: decode an Alertmanager payload, resolve
+// each alert's subject, ask the sources for changes within a budget, rank
+// them and render annotations. It knows nothing of HTTP.
+package enrich
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"sort"
+	"time"
+)
+
+// Alert is one alert of a webhook payload or of a postable-alerts array.
+// Fields whatchanged does not read are kept verbatim in raw and written back
+// unchanged, so newer Alertmanager fields pass through.
+type Alert struct {
+	Status       string
+	Labels       map[string]string
+	Annotations  map[string]string
+	StartsAt     time.Time
+	EndsAt       time.Time
+	GeneratorURL string
+	Fingerprint  string
+
+	raw map[string]json.RawMessage
+}
+
+// Payload is Alertmanager's webhook body (version 4). Unknown top-level
+// fields (routeLabels, notification_reason, …) are kept in raw.
+type Payload struct {
+	Version  string
+	GroupKey string
+	Receiver string
+	Status   string
+	Alerts   []*Alert
+
+	raw map[string]json.RawMessage
+}
+
+// DecodeError says what is wrong with a body and where.
+type DecodeError struct {
+	Where   string // "body", "alerts[3].labels", …
+	Problem string
+}
+
+func (e *DecodeError) Error() string { return e.Where + ": " + e.Problem }
+
+// DecodeWebhook parses Alertmanager's default webhook body.
+func DecodeWebhook(body []byte) (*Payload, error) {
+	raw, err := decodeObject(body, "body")
+	if err != nil {
+		return nil, err
+	}
+	p := &Payload{raw: raw}
+	alertsRaw, ok := raw["alerts"]
+	if !ok {
+		return nil, &DecodeError{"body", `no "alerts" field: this is not Alertmanager's default webhook body ` +
+			`(a receiver with a custom "payload" template is not supported; remove it)`}
+	}
+	for field, dst := range map[string]*string{"version": &p.Version, "groupKey": &p.GroupKey, "receiver": &p.Receiver, "status": &p.Status} {
+		if v, ok := raw[field]; ok {
+			if err := json.Unmarshal(v, dst); err != nil {
+				return nil, &DecodeError{field, "expected a string"}
+			}
+		}
+	}
+	if p.Version != "" && p.Version != "4" {
+		return nil, &DecodeError{"version", fmt.Sprintf("webhook version %q is not supported (want \"4\")", p.Version)}
+	}
+	p.Alerts, err = decodeAlerts(alertsRaw, "alerts")
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// DecodeAlerts parses a postable-alerts array (POST /api/v2/alerts body).
+func DecodeAlerts(body []byte) ([]*Alert, error) {
+	if err := checkJSON(body); err != nil {
+		return nil, err
+	}
+	return decodeAlerts(body, "body")
+}
+
+func decodeAlerts(data json.RawMessage, where string) ([]*Alert, error) {
+	var items []json.RawMessage
+	if err := json.Unmarshal(data, &items); err != nil || items == nil && !bytes.Equal(bytes.TrimSpace(data), []byte("[]")) {
+		return nil, &DecodeError{where, "expected a JSON array of alerts"}
+	}
+	alerts := make([]*Alert, 0, len(items))
+	for i, item := range items {
+		a, err := decodeAlert(item, fmt.Sprintf("%s[%d]", where, i))
+		if err != nil {
+			return nil, err
+		}
+		alerts = append(alerts, a)
+	}
+	return alerts, nil
+}
+
+func decodeAlert(data json.RawMessage, where string) (*Alert, error) {
+	raw, err := decodeObject(data, where)
+	if err != nil {
+		return nil, err
+	}
+	a := &Alert{raw: raw}
+	lr, ok := raw["labels"]
+	if !ok {
+		return nil, &DecodeError{where + ".labels", "missing; every alert needs labels"}
+	}
+	if err := json.Unmarshal(lr, &a.Labels); err != nil || a.Labels == nil {
+		return nil, &DecodeError{where + ".labels", "expected an object of string values"}
+	}
+	if ar, ok := raw["annotations"]; ok && string(ar) != "null" {
+		if err := json.Unmarshal(ar, &a.Annotations); err != nil {
+			return nil, &DecodeError{where + ".annotations", "expected an object of string values"}
+		}
+	}
+	for field, dst := range map[string]*string{"status": &a.Status, "generatorURL": &a.GeneratorURL, "fingerprint": &a.Fingerprint} {
+		if v, ok := raw[field]; ok {
+			if err := json.Unmarshal(v, dst); err != nil {
+				return nil, &DecodeError{where + "." + field, "expected a string"}
+			}
+		}
+	}
+	for field, dst := range map[string]*time.Time{"startsAt": &a.StartsAt, "endsAt": &a.EndsAt} {
+		if v, ok := raw[field]; ok && string(v) != "null" {
+			var s string
+			if err := json.Unmarshal(v, &s); err != nil {
+				return nil, &DecodeError{where + "." + field, "expected an RFC 3339 time string"}
+			}
+			if s == "" {
+				continue
+			}
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				return nil, &DecodeError{where + "." + field, fmt.Sprintf("%q is not an RFC 3339 time", s)}
+			}
+			*dst = t
+		}
+	}
+	return a, nil
+}
+
+func decodeObject(data []byte, where string) (map[string]json.RawMessage, error) {
+	if err := checkJSON(data); err != nil {
+		if de, ok := err.(*DecodeError); ok && where != "body" {
+			de.Where = where
+		}
+		return nil, err
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil || raw == nil {
+		return nil, &DecodeError{where, "expected a JSON object"}
+	}
+	return raw, nil
+}
+
+// checkJSON turns a syntax error into a message with the byte offset.
+func checkJSON(data []byte) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return &DecodeError{"body", "empty; expected JSON"}
+	}
+	if !json.Valid(data) {
+		var v any
+		err := json.Unmarshal(data, &v)
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) {
+			return &DecodeError{"body", fmt.Sprintf("invalid JSON at byte %d: %s", syn.Offset, syn.Error())}
+		}
+		return &DecodeError{"body", "invalid JSON"}
+	}
+	return nil
+}
+
+// Firing reports whether the alert is still firing at now: its status says
+// so, or (for postable alerts, which have no status) endsAt is unset or later.
+func (a *Alert) Firing(now time.Time) bool {
+	if a.Status != "" {
+		return a.Status == "firing"
+	}
+	return a.EndsAt.IsZero() || a.EndsAt.Year() <= 1 || a.EndsAt.After(now)
+}
+
+// MarshalJSON writes the alert back with its annotations updated and every
+// other field exactly as received.
+func (a *Alert) MarshalJSON() ([]byte, error) {
+	out := make(map[string]json.RawMessage, len(a.raw)+1)
+	maps.Copy(out, a.raw)
+	if len(a.Annotations) > 0 || a.raw["annotations"] != nil {
+		ann, err := json.Marshal(a.Annotations)
+		if err != nil {
+			return nil, err
+		}
+		out["annotations"] = ann
+	}
+	return json.Marshal(out)
+}
+
+// MarshalJSON writes the payload back with the alerts' annotations and
+// commonAnnotations recomputed; all other fields are kept as received.
+func (p *Payload) MarshalJSON() ([]byte, error) {
+	out := make(map[string]json.RawMessage, len(p.raw))
+	maps.Copy(out, p.raw)
+	alerts, err := json.Marshal(p.Alerts)
+	if err != nil {
+		return nil, err
+	}
+	out["alerts"] = alerts
+	common, err := json.Marshal(commonAnnotations(p.Alerts))
+	if err != nil {
+		return nil, err
+	}
+	out["commonAnnotations"] = common
+	return json.Marshal(out)
+}
+
+// commonAnnotations is what Alertmanager computes: the annotations every
+// alert of the group has with the same value.
+func commonAnnotations(alerts []*Alert) map[string]string {
+	common := map[string]string{}
+	if len(alerts) == 0 {
+		return common
+	}
+	maps.Copy(common, alerts[0].Annotations)
+	for _, a := range alerts[1:] {
+		for k, v := range common {
+			if a.Annotations[k] != v {
+				delete(common, k)
+			}
+		}
+	}
+	return common
+}
+
+// sortedKeys is used wherever output must not depend on map order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

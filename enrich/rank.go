@@ -1,0 +1,286 @@
+package enrich
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/whatchanged/whatchanged/sources"
+)
+
+// relationWeight orders relations: same workload > same app > same repo > same namespace.
+var relationWeight = map[sources.Relation]float64{
+	sources.RelationWorkload:  1.0,
+	sources.RelationApp:       0.8,
+	sources.RelationRepo:      0.6,
+	sources.RelationNamespace: 0.3,
+}
+
+// afterStartWeight discounts changes that began after the alert started:
+// they cannot have caused it, but a fix or rollback in flight is worth seeing.
+const afterStartWeight = 0.25
+
+// mergeWindow is how far apart two observations sharing a revision or
+// version may start and still be one deploy (a later redeploy of the same
+// version is another change).
+const mergeWindow = 30 * time.Minute
+
+// ranked is the outcome of ranking one alert's changes.
+type ranked struct {
+	changes []sources.Change // best first, merged, relation/score/beforeStart set
+	suspect *sources.Change
+}
+
+// rank relates, merges, scores and orders the changes seen for an alert.
+func (e *Enricher) rank(subject sources.Subject, startsAt time.Time, seen []sources.Change) ranked {
+	since, until := startsAt.Add(-e.opts.Lookback), startsAt.Add(e.opts.Lookahead)
+	var related []sources.Change
+	for _, ch := range seen {
+		if ch.StartedAt.Before(since) || ch.StartedAt.After(until) {
+			continue
+		}
+		if rel := sources.Relate(subject, ch.Subject); rel != sources.RelationNone {
+			ch.Relation = rel
+			related = append(related, ch)
+		}
+	}
+	merged := merge(related)
+	for i := range merged {
+		ch := &merged[i]
+		before := startsAt.Sub(ch.StartedAt)
+		closeness := math.Pow(0.5, math.Abs(before.Seconds())/e.opts.HalfLife.Seconds())
+		if before < 0 {
+			closeness *= afterStartWeight
+		}
+		ch.Score = math.Round(relationWeight[ch.Relation]*closeness*100) / 100
+		ch.BeforeStart = humanDuration(before)
+	}
+	slices.SortStableFunc(merged, compareRanked)
+	r := ranked{changes: merged}
+	if len(merged) > 0 {
+		top := merged[0]
+		before := startsAt.Sub(top.StartedAt)
+		if (top.Relation == sources.RelationWorkload || top.Relation == sources.RelationApp) &&
+			before >= 0 && before <= e.opts.SuspectWindow {
+			r.suspect = &merged[0]
+		}
+	}
+	return r
+}
+
+// compareRanked orders by score, then newest, then stable identity, so the
+// same inputs always render the same annotations.
+func compareRanked(a, b sources.Change) int {
+	switch {
+	case a.Score != b.Score:
+		if a.Score > b.Score {
+			return -1
+		}
+		return 1
+	case !a.StartedAt.Equal(b.StartedAt):
+		if a.StartedAt.After(b.StartedAt) {
+			return -1
+		}
+		return 1
+	}
+	return strings.Compare(a.Source+"\x00"+a.ID+"\x00"+a.Revision+"\x00"+a.Subject.Key(),
+		b.Source+"\x00"+b.ID+"\x00"+b.Revision+"\x00"+b.Subject.Key())
+}
+
+// merge folds observations of one deploy seen by several sources (or
+// reported twice) into one change: they share a commit, a revision of the
+// same workload, or a version, and started within mergeWindow of each other;
+// or one is a rollout of the same workload inside another's start–finish
+// window.
+func merge(changes []sources.Change) []sources.Change {
+	n := len(changes)
+	parent := make([]int, n)
+	for i := range parent {
+		parent[i] = i
+	}
+	find := func(i int) int {
+		for parent[i] != i {
+			parent[i] = parent[parent[i]]
+			i = parent[i]
+		}
+		return i
+	}
+	for i := 0; i < n; i++ {
+		for j := i + 1; j < n; j++ {
+			if sameDeploy(changes[i], changes[j]) {
+				parent[find(j)] = find(i)
+			}
+		}
+	}
+	groups := map[int][]int{}
+	var order []int
+	for i := range changes {
+		r := find(i)
+		if _, ok := groups[r]; !ok {
+			order = append(order, r)
+		}
+		groups[r] = append(groups[r], i)
+	}
+	out := make([]sources.Change, 0, len(order))
+	for _, r := range order {
+		members := make([]sources.Change, 0, len(groups[r]))
+		for _, i := range groups[r] {
+			members = append(members, changes[i])
+		}
+		out = append(out, combine(members))
+	}
+	return out
+}
+
+func sameDeploy(a, b sources.Change) bool {
+	close := absDuration(a.StartedAt.Sub(b.StartedAt)) <= mergeWindow
+	if close {
+		for _, ka := range mergeKeys(a) {
+			for _, kb := range mergeKeys(b) {
+				if ka == kb {
+					return true
+				}
+			}
+		}
+	}
+	if a.Source != b.Source && a.Subject.Name != "" && a.Subject.Name == b.Subject.Name && a.Subject.Namespace == b.Subject.Namespace {
+		return within(b.StartedAt, a) || within(a.StartedAt, b)
+	}
+	return false
+}
+
+func within(t time.Time, window sources.Change) bool {
+	return !window.FinishedAt.IsZero() && !t.Before(window.StartedAt) && !t.After(window.FinishedAt)
+}
+
+// mergeKeys: a commit sha identifies a deploy anywhere; a plain revision
+// number ("42") only within its workload; a version (image tag) anywhere.
+func mergeKeys(c sources.Change) []string {
+	var keys []string
+	if rev := strings.ToLower(c.Revision); rev != "" {
+		if isSHA(rev) {
+			keys = append(keys, "sha:"+rev[:7])
+		} else {
+			keys = append(keys, "rev:"+c.Subject.Namespace+"/"+c.Subject.Kind+"/"+c.Subject.Name+"@"+rev)
+		}
+	}
+	if c.Version != "" {
+		keys = append(keys, "ver:"+c.Version)
+	}
+	return keys
+}
+
+func isSHA(s string) bool {
+	if len(s) < 7 || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+var statusRank = map[string]int{sources.StatusFailed: 3, sources.StatusInProgress: 2, sources.StatusSucceeded: 1}
+
+// combine keeps the most closely related observation as the base, fills its
+// blanks from the others, and keeps every source's links.
+func combine(members []sources.Change) sources.Change {
+	if len(members) == 1 {
+		return members[0]
+	}
+	slices.SortStableFunc(members, func(a, b sources.Change) int {
+		if wa, wb := relationWeight[a.Relation], relationWeight[b.Relation]; wa != wb {
+			if wa > wb {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Source, b.Source)
+	})
+	out := members[0]
+	srcs := map[string]bool{}
+	links := map[string]bool{}
+	addLink := func(name, url string) {
+		if url == "" || links[url] {
+			return
+		}
+		links[url] = true
+		out.Links = append(out.Links, sources.Link{Name: name, URL: url})
+	}
+	out.Links = nil
+	for _, l := range members[0].Links {
+		addLink(l.Name, l.URL)
+	}
+	links[out.URL], links[out.CompareURL] = true, true
+	for _, m := range members {
+		srcs[m.Source] = true
+		fill(&out.Revision, m.Revision)
+		fill(&out.PreviousRevision, m.PreviousRevision)
+		fill(&out.Version, m.Version)
+		fill(&out.PreviousVersion, m.PreviousVersion)
+		fill(&out.Author, m.Author)
+		fill(&out.Message, m.Message)
+		fill(&out.URL, m.URL)
+		fill(&out.CompareURL, m.CompareURL)
+		if m.StartedAt.Before(out.StartedAt) {
+			out.StartedAt = m.StartedAt
+		}
+		if m.FinishedAt.After(out.FinishedAt) {
+			out.FinishedAt = m.FinishedAt
+		}
+		if statusRank[m.Status] > statusRank[out.Status] {
+			out.Status = m.Status
+		}
+		addLink(m.Source, m.URL)
+		addLink(m.Source+" compare", m.CompareURL)
+		for _, l := range m.Links {
+			addLink(l.Name, l.URL)
+		}
+	}
+	out.Sources = sortedKeys(srcs)
+	return out
+}
+
+func fill(dst *string, v string) {
+	if *dst == "" {
+		*dst = v
+	}
+}
+
+func absDuration(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
+}
+
+// humanDuration renders a duration the way on-call people say it: 45s, 12m,
+// 2h5m, 3d4h. Negative durations (after the start) keep their sign.
+func humanDuration(d time.Duration) string {
+	sign := ""
+	if d < 0 {
+		sign, d = "-", -d
+	}
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%s%ds", sign, int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%s%dm", sign, int(d.Minutes()))
+	case d < 24*time.Hour:
+		h, m := int(d.Hours()), int(d.Minutes())%60
+		if m == 0 {
+			return fmt.Sprintf("%s%dh", sign, h)
+		}
+		return fmt.Sprintf("%s%dh%dm", sign, h, m)
+	default:
+		days, h := int(d.Hours())/24, int(d.Hours())%24
+		if h == 0 {
+			return fmt.Sprintf("%s%dd", sign, days)
+		}
+		return fmt.Sprintf("%s%dd%dh", sign, days, h)
+	}
+}

@@ -1,0 +1,238 @@
+package enrich
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"text/template"
+
+	"github.com/whatchanged/whatchanged/sources"
+)
+
+// Rule maps alerts to (parts of) a subject when label conventions are not
+// enough. Every matcher must hold; subject values are Go templates over the
+// alert's labels ("{{ .service }}"). Rules apply in order after the label
+// conventions, and a non-empty value from a rule wins.
+type Rule struct {
+	Name    string            `yaml:"name" json:"name,omitempty"`
+	Match   map[string]string `yaml:"match" json:"match,omitempty"`       // label: exact value
+	MatchRE map[string]string `yaml:"match_re" json:"match_re,omitempty"` // label: anchored regexp
+	Subject RuleSubject       `yaml:"subject" json:"subject"`
+}
+
+// RuleSubject holds the subject fields a rule sets, as templates.
+type RuleSubject struct {
+	Namespace string `yaml:"namespace" json:"namespace,omitempty"`
+	Kind      string `yaml:"kind" json:"kind,omitempty"`
+	Name      string `yaml:"name" json:"name,omitempty"`
+	App       string `yaml:"app" json:"app,omitempty"`
+	Repo      string `yaml:"repo" json:"repo,omitempty"`
+}
+
+// Step explains one piece of a resolution: which field got which value, from
+// where. /debug/enrich and `whatchanged explain` show them.
+type Step struct {
+	Field string `json:"field"`
+	Value string `json:"value"`
+	From  string `json:"from"` // "label namespace", "rule kafka (#1)", "guess from pod name"
+}
+
+// Resolver turns alert labels into a Subject.
+type Resolver struct {
+	rules []compiledRule
+}
+
+type compiledRule struct {
+	name    string
+	exact   map[string]string
+	re      map[string]*regexp.Regexp
+	subject [5]*template.Template // namespace, kind, name, app, repo
+}
+
+// RuleError names the rule and key that do not compile.
+type RuleError struct {
+	Index int
+	Key   string // "match_re.alertname", "subject.app"
+	Err   error
+}
+
+func (e *RuleError) Error() string { return fmt.Sprintf("rules[%d].%s: %v", e.Index, e.Key, e.Err) }
+
+// NewResolver compiles the rules; the first bad one is reported with its key.
+func NewResolver(rules []Rule) (*Resolver, error) {
+	r := &Resolver{}
+	for i, rule := range rules {
+		cr, err := compileRule(i, rule)
+		if err != nil {
+			return nil, err
+		}
+		r.rules = append(r.rules, cr)
+	}
+	return r, nil
+}
+
+func compileRule(i int, rule Rule) (compiledRule, error) {
+	cr := compiledRule{name: rule.Name, exact: rule.Match, re: map[string]*regexp.Regexp{}}
+	if cr.name == "" {
+		cr.name = fmt.Sprintf("#%d", i)
+	}
+	if len(rule.Match) == 0 && len(rule.MatchRE) == 0 {
+		return cr, &RuleError{i, "match", fmt.Errorf("a rule needs at least one matcher (match or match_re)")}
+	}
+	for _, label := range sortedKeys(rule.MatchRE) {
+		re, err := regexp.Compile("^(?:" + rule.MatchRE[label] + ")$")
+		if err != nil {
+			return cr, &RuleError{i, "match_re." + label, err}
+		}
+		cr.re[label] = re
+	}
+	fields := [5]struct{ key, text string }{
+		{"namespace", rule.Subject.Namespace}, {"kind", rule.Subject.Kind}, {"name", rule.Subject.Name},
+		{"app", rule.Subject.App}, {"repo", rule.Subject.Repo},
+	}
+	empty := true
+	for j, f := range fields {
+		if f.text == "" {
+			continue
+		}
+		empty = false
+		t, err := template.New(f.key).Option("missingkey=zero").Parse(f.text)
+		if err != nil {
+			return cr, &RuleError{i, "subject." + f.key, err}
+		}
+		cr.subject[j] = t
+	}
+	if empty {
+		return cr, &RuleError{i, "subject", fmt.Errorf("a rule must set at least one subject field")}
+	}
+	return cr, nil
+}
+
+// Matches reports whether every matcher of the rule holds for labels. A
+// missing label matches as the empty string, as in Alertmanager.
+func (cr compiledRule) Matches(labels map[string]string) bool {
+	for k, v := range cr.exact {
+		if labels[k] != v {
+			return false
+		}
+	}
+	for k, re := range cr.re {
+		if !re.MatchString(labels[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+// workloadLabels are the label conventions naming a workload directly
+// (kube-state-metrics and most hand-written rules use these).
+var workloadLabels = []struct{ label, kind string }{
+	{"deployment", "Deployment"}, {"statefulset", "StatefulSet"},
+	{"daemonset", "DaemonSet"}, {"rollout", "Rollout"},
+}
+
+// kube-prometheus mixins name workloads as workload + workload_type.
+var workloadTypes = map[string]string{
+	"deployment": "Deployment", "statefulset": "StatefulSet", "daemonset": "DaemonSet", "rollout": "Rollout",
+}
+
+var (
+	appLabels  = []string{"argocd_app", "app", "app_kubernetes_io_name", "app_kubernetes_io_instance"}
+	repoLabels = []string{"repo", "repository"}
+	// Pod names of the common controllers: <deploy>-<rs hash>-<5>, <sts>-<ordinal>, <ds>-<5>.
+	podOfReplicaSet  = regexp.MustCompile(`^(.+)-[bcdfghjklmnpqrstvwxz2456789]{6,10}-[bcdfghjklmnpqrstvwxz2456789]{5}$`)
+	podOfStatefulSet = regexp.MustCompile(`^(.+)-[0-9]+$`)
+	replicaSetName   = regexp.MustCompile(`^(.+)-[bcdfghjklmnpqrstvwxz2456789]{6,10}$`)
+)
+
+// Resolve builds the subject of an alert and the steps that explain it.
+func (r *Resolver) Resolve(labels map[string]string) (sources.Subject, []Step) {
+	var s sources.Subject
+	var steps []Step
+	set := func(field string, dst *string, value, from string) {
+		if value == "" {
+			return
+		}
+		*dst = value
+		steps = append(steps, Step{Field: field, Value: value, From: from})
+	}
+
+	set("namespace", &s.Namespace, labels["namespace"], "label namespace")
+	for _, w := range workloadLabels {
+		if v := labels[w.label]; v != "" {
+			set("kind", &s.Kind, w.kind, "label "+w.label)
+			set("name", &s.Name, v, "label "+w.label)
+			break
+		}
+	}
+	if s.Name == "" {
+		if kind := workloadTypes[strings.ToLower(labels["workload_type"])]; kind != "" && labels["workload"] != "" {
+			set("kind", &s.Kind, kind, "label workload_type")
+			set("name", &s.Name, labels["workload"], "label workload")
+		}
+	}
+	if s.Name == "" {
+		if rs := labels["replicaset"]; rs != "" {
+			if m := replicaSetName.FindStringSubmatch(rs); m != nil {
+				set("kind", &s.Kind, "Deployment", "guess from replicaset name (hash suffix removed)")
+				set("name", &s.Name, m[1], "guess from replicaset name (hash suffix removed)")
+			}
+		}
+	}
+	if s.Name == "" {
+		if pod := labels["pod"]; pod != "" {
+			kind, name := guessFromPod(pod)
+			from := "guess from pod name (no owner lookup: Kubernetes source not enabled)"
+			set("kind", &s.Kind, kind, from)
+			set("name", &s.Name, name, from)
+		}
+	}
+	for _, l := range appLabels {
+		if v := labels[l]; v != "" {
+			set("app", &s.App, v, "label "+l)
+			break
+		}
+	}
+	for _, l := range repoLabels {
+		if v := labels[l]; v != "" {
+			set("repo", &s.Repo, sources.NormalizeRepo(v), "label "+l)
+			break
+		}
+	}
+
+	for _, rule := range r.rules {
+		if !rule.Matches(labels) {
+			continue
+		}
+		from := "rule " + rule.name
+		dsts := [5]*string{&s.Namespace, &s.Kind, &s.Name, &s.App, &s.Repo}
+		names := [5]string{"namespace", "kind", "name", "app", "repo"}
+		for j, t := range rule.subject {
+			if t == nil {
+				continue
+			}
+			var b strings.Builder
+			if err := t.Execute(&b, labels); err != nil {
+				steps = append(steps, Step{Field: names[j], From: from, Value: "(template error: " + err.Error() + ")"})
+				continue
+			}
+			v := b.String()
+			if names[j] == "repo" {
+				v = sources.NormalizeRepo(v)
+			}
+			set(names[j], dsts[j], v, from)
+		}
+	}
+	return s, steps
+}
+
+// guessFromPod recovers the likely owner of a pod from its name alone.
+func guessFromPod(pod string) (kind, name string) {
+	if m := podOfReplicaSet.FindStringSubmatch(pod); m != nil {
+		return "Deployment", m[1]
+	}
+	if m := podOfStatefulSet.FindStringSubmatch(pod); m != nil {
+		return "StatefulSet", m[1]
+	}
+	return "", ""
+}

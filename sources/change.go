@@ -1,0 +1,63 @@
+package sources
+
+import (
+	"time"
+)
+
+// Change kinds. Sources may add their own; these are the ones the pipeline
+// and the pushed-changes API know.
+const (
+	KindRollout    = "rollout"    // a Kubernetes workload revision
+	KindSync       = "sync"       // an Argo CD sync
+	KindRelease    = "release"    // a GitHub release
+	KindDeployment = "deployment" // a GitHub deployment
+	KindDeploy     = "deploy"     // a deploy pushed by CI
+	KindConfig     = "config"
+	KindFlag       = "flag"
+	KindMigration  = "migration"
+	KindOther      = "other"
+)
+
+// Change statuses.
+const (
+	StatusSucceeded  = "succeeded"
+	StatusInProgress = "in_progress"
+	StatusFailed     = "failed"
+	StatusUnknown    = "unknown"
+)
+
+// Change is one observed change. Sources fill the observation fields; the
+// pipeline fills Relation, Score and BeforeStart when it ranks.
+type Change struct {
+	Source           string    `json:"source"`
+	Kind             string    `json:"kind"`
+	ID               string    `json:"id,omitempty"`
+	Subject          Subject   `json:"subject"`
+	Revision         string    `json:"revision,omitempty"`
+	PreviousRevision string    `json:"previousRevision,omitempty"`
+	Version          string    `json:"version,omitempty"`
+	PreviousVersion  string    `json:"previousVersion,omitempty"`
+	StartedAt        time.Time `json:"startedAt"`
+	FinishedAt       time.Time `json:"finishedAt,omitzero"`
+	Status           string    `json:"status,omitempty"`
+	Author           string    `json:"author,omitempty"`
+	Message          string    `json:"message,omitempty"`
+	URL              string    `json:"url,omitempty"`
+	CompareURL       string    `json:"compareUrl,omitempty"`
+	// Links are extra named links (Argo CD app page, release, CI run). A
+	// change merged from several sources keeps every source's links.
+	Links []Link `json:"links,omitempty"`
+	// Sources lists every source that observed this change when more than
+	// one did (after merging).
+	Sources []string `json:"sources,omitempty"`
+
+	Relation    Relation `json:"relation,omitempty"`
+	Score       float64  `json:"score,omitempty"`
+	BeforeStart string   `json:"beforeStart,omitempty"`
+}
+
+// Link is a named URL attached to a change.
+type Link struct {
+	Name string `json:"name"`
+	URL  string `json:"url"`
+}

@@ -1,0 +1,231 @@
+// Package changes is the source of change events pushed by CI/CD through
+// POST /api/v1/changes, kept in the embedded store with a retention limit.
+package changes
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/whatchanged/whatchanged/sources"
+	"github.com/whatchanged/whatchanged/sources/store"
+)
+
+// Config of the pushed-changes source.
+type Config struct {
+	// Retention drops events that started longer ago than this.
+	Retention time.Duration `yaml:"retention"`
+	// MaxEvents caps the number of events kept; the oldest go first.
+	MaxEvents int `yaml:"max_events"`
+	// Timeout is this source's deadline per query (within the total budget).
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Defaults fills unset fields.
+func (c *Config) Defaults() {
+	if c.Retention == 0 {
+		c.Retention = 7 * 24 * time.Hour
+	}
+	if c.MaxEvents == 0 {
+		c.MaxEvents = 100_000
+	}
+}
+
+// Validate reports the first wrong field by its key.
+func (c Config) Validate() map[string]string {
+	errs := map[string]string{}
+	if c.Retention < time.Hour {
+		errs["retention"] = "must be at least 1h"
+	}
+	if c.MaxEvents < 1 {
+		errs["max_events"] = "must be at least 1"
+	}
+	if c.Timeout < 0 {
+		errs["timeout"] = "must not be negative"
+	}
+	return errs
+}
+
+const (
+	bucketByTime = "changes/by-time" // "<20-digit unix nanos>/<id>" → Change JSON
+	bucketByID   = "changes/by-id"   // id → by-time key
+	pruneEvery   = 10 * time.Minute
+)
+
+// Source is the pushed-changes source.
+type Source struct {
+	name  string
+	cfg   Config
+	store store.Store
+	log   *slog.Logger
+	now   func() time.Time
+	ready atomic.Bool
+}
+
+var (
+	_ sources.Source  = (*Source)(nil)
+	_ sources.Starter = (*Source)(nil)
+)
+
+// New makes the source over st; it does no I/O until Start.
+func New(name string, cfg Config, st store.Store, log *slog.Logger) *Source {
+	cfg.Defaults()
+	return &Source{name: name, cfg: cfg, store: st, log: log, now: time.Now}
+}
+
+func (s *Source) Name() string { return s.name }
+
+// Start prunes once, then keeps pruning in the background until ctx ends.
+func (s *Source) Start(ctx context.Context) error {
+	if err := s.Prune(ctx); err != nil {
+		return fmt.Errorf("%s: prune: %w", s.name, err)
+	}
+	s.ready.Store(true)
+	go func() {
+		t := time.NewTicker(pruneEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := s.Prune(ctx); err != nil && ctx.Err() == nil {
+					s.log.Warn("prune pushed changes", "source", s.name, "err", err)
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+func (s *Source) Ready() bool { return s.ready.Load() }
+
+func timeKey(t time.Time) string { return fmt.Sprintf("%020d", t.UnixNano()) }
+
+// Record validates and stores ev. created is false when an event with the
+// same id was already recorded (the stored one is returned).
+func (s *Source) Record(ctx context.Context, ev Event) (sources.Change, bool, error) {
+	if err := ev.Validate(s.now()); err != nil {
+		return sources.Change{}, false, err
+	}
+	ch := ev.change(s.name)
+	val, err := json.Marshal(ch)
+	if err != nil {
+		return sources.Change{}, false, err
+	}
+	key := timeKey(ch.StartedAt) + "/" + ev.ID
+	written, err := s.store.PutIfAbsent(ctx, store.Key{Bucket: bucketByID, Key: ev.ID}, []store.KV{
+		{Key: store.Key{Bucket: bucketByTime, Key: key}, Value: val},
+		{Key: store.Key{Bucket: bucketByID, Key: ev.ID}, Value: []byte(key)},
+	})
+	if err != nil {
+		return sources.Change{}, false, fmt.Errorf("%s: store change: %w", s.name, err)
+	}
+	if written {
+		return ch, true, nil
+	}
+	prev, err := s.byID(ctx, ev.ID)
+	return prev, false, err
+}
+
+func (s *Source) byID(ctx context.Context, id string) (sources.Change, error) {
+	key, ok, err := s.store.Get(ctx, bucketByID, id)
+	if err != nil || !ok {
+		return sources.Change{}, fmt.Errorf("%s: change %q vanished: %v", s.name, id, err)
+	}
+	val, ok, err := s.store.Get(ctx, bucketByTime, string(key))
+	if err != nil || !ok {
+		return sources.Change{}, fmt.Errorf("%s: change %q vanished: %v", s.name, id, err)
+	}
+	var ch sources.Change
+	return ch, json.Unmarshal(val, &ch)
+}
+
+// Changes returns the recorded changes related to q.Subject that started
+// in [q.Since, q.Until].
+func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if q.Subject.IsZero() {
+		return nil, nil
+	}
+	var out []sources.Change
+	var decodeErr error
+	err := s.store.Scan(ctx, bucketByTime, timeKey(q.Since), timeKey(q.Until.Add(time.Nanosecond)), func(_ string, v []byte) bool {
+		var ch sources.Change
+		if err := json.Unmarshal(v, &ch); err != nil {
+			decodeErr = err
+			return true
+		}
+		if sources.Relate(q.Subject, ch.Subject) != sources.RelationNone {
+			out = append(out, ch)
+		}
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: scan: %w", s.name, err)
+	}
+	if decodeErr != nil {
+		s.log.Warn("skipped an unreadable stored change", "source", s.name, "err", decodeErr)
+	}
+	return out, nil
+}
+
+// List returns up to limit changes that started at or after since, newest
+// first, for GET /debug/changes.
+func (s *Source) List(ctx context.Context, since time.Time, limit int) ([]sources.Change, error) {
+	var all []sources.Change
+	err := s.store.Scan(ctx, bucketByTime, timeKey(since), "", func(_ string, v []byte) bool {
+		var ch sources.Change
+		if json.Unmarshal(v, &ch) == nil {
+			all = append(all, ch)
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Newest first, then cut.
+	for i, j := 0, len(all)-1; i < j; i, j = i+1, j-1 {
+		all[i], all[j] = all[j], all[i]
+	}
+	if limit > 0 && len(all) > limit {
+		all = all[:limit]
+	}
+	return all, nil
+}
+
+// Prune drops events older than the retention and the oldest beyond MaxEvents.
+func (s *Source) Prune(ctx context.Context) error {
+	cutoff := timeKey(s.now().Add(-s.cfg.Retention))
+	var keys []string
+	var ids []string
+	err := s.store.Scan(ctx, bucketByTime, "", "", func(k string, _ []byte) bool {
+		keys = append(keys, k)
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	var drop []store.Key
+	for i, k := range keys {
+		if k < cutoff || len(keys)-i > s.cfg.MaxEvents {
+			drop = append(drop, store.Key{Bucket: bucketByTime, Key: k})
+			if _, id, ok := strings.Cut(k, "/"); ok {
+				ids = append(ids, id)
+			}
+		}
+	}
+	for _, id := range ids {
+		drop = append(drop, store.Key{Bucket: bucketByID, Key: id})
+	}
+	if len(drop) > 0 {
+		s.log.Info("pruned pushed changes", "source", s.name, "dropped", len(ids))
+	}
+	return s.store.Delete(ctx, drop)
+}

@@ -1,0 +1,45 @@
+// Package sources defines what every change source answers and the types it
+// answers with. It is a leaf package: sources import it, it imports no source.
+package sources
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Source answers "which changes of this subject happened in [Since, Until]".
+// Implementations answer from a cache or a local store where they can: the
+// pipeline calls Changes once per distinct subject of every notification and
+// cuts a source off at its deadline.
+type Source interface {
+	// Name is the source's configured name; it labels metrics, errors and
+	// the "source" field of every change it returns.
+	Name() string
+	// Changes returns the changes related to q.Subject in q's window, in any
+	// order. It must return promptly with ctx.Err() once ctx is done, and an
+	// empty result (not an error) for a subject it knows nothing about.
+	Changes(ctx context.Context, q Query) ([]Change, error)
+}
+
+// Starter is implemented by sources that need to load or sync before they
+// can answer (informer caches, a store on disk). Start must not block past
+// ctx; Ready reports whether answers are complete yet (for /readyz).
+type Starter interface {
+	Start(ctx context.Context) error
+	Ready() bool
+}
+
+// Query is one question to a source.
+type Query struct {
+	Subject Subject
+	Since   time.Time
+	Until   time.Time
+}
+
+// ErrUnknownSource is returned by the source factory for a type name it does
+// not know.
+var ErrUnknownSource = errors.New("unknown source type")
+
+// ErrInvalidChange wraps validation failures of a pushed change.
+var ErrInvalidChange = errors.New("invalid change")

@@ -1,0 +1,113 @@
+package sources
+
+import (
+	"strings"
+)
+
+// Subject is what an alert is about, as far as changes are concerned: the
+// workload, the application it belongs to, the repository it is built from.
+// Any field may be empty; the more are known, the better the ranking.
+type Subject struct {
+	Namespace string   `json:"namespace,omitempty"`
+	Kind      string   `json:"kind,omitempty"` // Deployment, StatefulSet, DaemonSet, Rollout, …
+	Name      string   `json:"name,omitempty"`
+	App       string   `json:"app,omitempty"`  // application (Argo CD app or app label)
+	Repo      string   `json:"repo,omitempty"` // normalised: host/owner/name
+	Images    []string `json:"images,omitempty"`
+}
+
+// IsZero reports whether nothing is known about the subject.
+func (s Subject) IsZero() bool {
+	return s.Namespace == "" && s.Kind == "" && s.Name == "" && s.App == "" && s.Repo == "" && len(s.Images) == 0
+}
+
+// Key is a stable identity of the subject, used to query each distinct
+// subject of a notification only once.
+func (s Subject) Key() string {
+	return strings.Join([]string{s.Namespace, s.Kind, s.Name, s.App, s.Repo, strings.Join(s.Images, ",")}, "\x00")
+}
+
+// String is the short human form: "shop/Deployment/api", "app shop-api", …
+func (s Subject) String() string {
+	var parts []string
+	if s.Name != "" {
+		w := s.Name
+		if s.Kind != "" {
+			w = s.Kind + "/" + w
+		}
+		if s.Namespace != "" {
+			w = s.Namespace + "/" + w
+		}
+		parts = append(parts, w)
+	} else if s.Namespace != "" {
+		parts = append(parts, "namespace "+s.Namespace)
+	}
+	if s.App != "" {
+		parts = append(parts, "app "+s.App)
+	}
+	if s.Repo != "" {
+		parts = append(parts, "repo "+s.Repo)
+	}
+	if len(parts) == 0 {
+		return "(unknown)"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Relation says how a change's subject relates to an alert's subject, from
+// closest to loosest. RelationNone means unrelated.
+type Relation string
+
+const (
+	RelationWorkload  Relation = "workload"
+	RelationApp       Relation = "app"
+	RelationRepo      Relation = "repo"
+	RelationNamespace Relation = "namespace"
+	RelationNone      Relation = ""
+)
+
+// Relate returns the closest relation between the alert's subject and a
+// change's subject. Sources use it to filter; the ranking uses it to score.
+func Relate(alert, change Subject) Relation {
+	sameNS := alert.Namespace == "" || change.Namespace == "" || alert.Namespace == change.Namespace
+	if alert.Name != "" && change.Name != "" && sameNS && alert.Name == change.Name &&
+		(alert.Kind == "" || change.Kind == "" || strings.EqualFold(alert.Kind, change.Kind)) {
+		return RelationWorkload
+	}
+	if alert.App != "" && alert.App == change.App {
+		return RelationApp
+	}
+	if alert.Repo != "" && NormalizeRepo(alert.Repo) == NormalizeRepo(change.Repo) {
+		return RelationRepo
+	}
+	if alert.Namespace != "" && alert.Namespace == change.Namespace {
+		return RelationNamespace
+	}
+	return RelationNone
+}
+
+// NormalizeRepo turns the usual spellings of a repository URL into
+// host/owner/name: https://github.com/acme/api.git, git@github.com:acme/api,
+// ssh://git@github.com/acme/api and github.com/acme/api are all
+// "github.com/acme/api".
+func NormalizeRepo(repo string) string {
+	r := strings.TrimSpace(repo)
+	if r == "" {
+		return ""
+	}
+	if i := strings.Index(r, "://"); i >= 0 {
+		r = r[i+3:]
+	} else if at := strings.Index(r, "@"); at >= 0 && strings.Contains(r[at:], ":") {
+		// scp-like: git@github.com:acme/api.git
+		r = strings.Replace(r, ":", "/", 1)
+	}
+	if at := strings.Index(r, "@"); at >= 0 && at < strings.Index(r+"/", "/") {
+		r = r[at+1:] // drop user info
+	}
+	r = strings.TrimSuffix(strings.TrimSuffix(r, "/"), ".git")
+	host, path, _ := strings.Cut(r, "/")
+	if h, _, ok := strings.Cut(host, ":"); ok { // drop a port
+		host = h
+	}
+	return strings.ToLower(host) + "/" + path
+}
