@@ -84,7 +84,7 @@ func describe(ch sources.Change, suspect bool) string {
 	var b strings.Builder
 	b.WriteString(ch.Kind)
 	b.WriteString(" of ")
-	b.WriteString(ch.Subject.String())
+	b.WriteString(ch.Subject.Short())
 	switch {
 	case ch.Version != "" && ch.PreviousVersion != "":
 		fmt.Fprintf(&b, " %s (was %s)", ch.Version, ch.PreviousVersion)

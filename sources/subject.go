@@ -54,6 +54,24 @@ func (s Subject) String() string {
 	return strings.Join(parts, ", ")
 }
 
+// Short is the one thing a human calls the subject: the workload, else the
+// app, else the repository, else the namespace.
+func (s Subject) Short() string {
+	switch {
+	case s.Name != "" && s.Namespace != "":
+		return s.Namespace + "/" + s.Name
+	case s.Name != "":
+		return s.Name
+	case s.App != "":
+		return "app " + s.App
+	case s.Repo != "":
+		return s.Repo
+	case s.Namespace != "":
+		return "namespace " + s.Namespace
+	}
+	return "(unknown)"
+}
+
 // Relation says how a change's subject relates to an alert's subject, from
 // closest to loosest. RelationNone means unrelated.
 type Relation string

@@ -1,0 +1,158 @@
+// Command whatchanged attaches the recent deploys of an alerting workload to
+// the alert. See the README for what it does and how to run it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+const usage = `whatchanged: attach what changed just before an alert fired.
+
+Usage:
+  whatchanged [serve] [flags]        run the server (default)
+  whatchanged explain --labels k=v,… show what would be attached to an alert and why
+  whatchanged config check --config FILE
+  whatchanged version
+
+Run "whatchanged <command> -h" for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main without the process: tests call it.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = serve(ctx, args, stderr)
+	case "explain":
+		err = explain(ctx, args, stdout, stderr)
+	case "config":
+		if len(args) == 0 || args[0] != "check" {
+			err = usageError{`unknown "config" command; did you mean "config check"?`}
+		} else {
+			err = configCheck(args[1:], stdout, stderr)
+		}
+	case "version":
+		fmt.Fprintln(stdout, "whatchanged", version)
+	case "help":
+		fmt.Fprint(stdout, usage)
+	default:
+		err = usageError{fmt.Sprintf("unknown command %q", cmd)}
+	}
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "whatchanged: %s\n\n%s", ue.msg, usage)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "whatchanged: %v\n", err)
+		return 1
+	}
+}
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// commonFlags are shared by serve and explain; flags override the file.
+type commonFlags struct {
+	config, listen, forwardURL, dataDir, logLevel, logFormat string
+}
+
+func (f *commonFlags) register(fs *flag.FlagSet, withServe bool) {
+	fs.StringVar(&f.config, "config", "", "config file (YAML); none: the embedded default")
+	fs.StringVar(&f.dataDir, "data-dir", "", "directory of the embedded store (overrides data_dir)")
+	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (overrides log.level)")
+	if withServe {
+		fs.StringVar(&f.listen, "listen", "", "listen address host:port (overrides listen)")
+		fs.StringVar(&f.forwardURL, "forward-url", "", "URL of the default downstream (overrides downstreams.default.url; env WHATCHANGED_FORWARD_URL)")
+		fs.StringVar(&f.logFormat, "log-format", "", "text or json (overrides log.format)")
+	}
+}
+
+// load reads the config file and applies the flags on top.
+func (f *commonFlags) load() (Config, error) {
+	cfg, err := LoadConfig(f.config)
+	if err != nil {
+		return cfg, err
+	}
+	if f.listen != "" {
+		cfg.Listen = f.listen
+	}
+	if f.dataDir != "" {
+		cfg.DataDir = f.dataDir
+	}
+	if f.logLevel != "" {
+		cfg.Log.Level = f.logLevel
+	}
+	if f.logFormat != "" {
+		cfg.Log.Format = f.logFormat
+	}
+	fwd := f.forwardURL
+	if fwd == "" {
+		fwd = os.Getenv("WHATCHANGED_FORWARD_URL")
+	}
+	if fwd != "" {
+		if cfg.Downstreams == nil {
+			cfg.Downstreams = map[string]DownstreamConfig{}
+		}
+		d := cfg.Downstreams["default"]
+		d.URL, d.URLFile = Secret(fwd), ""
+		cfg.Downstreams["default"] = d
+	}
+	// Flags are validated like the file, named by flag.
+	return cfg, cfg.finish("flags", nil)
+}
+
+func configCheck(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "config file to check")
+	show := fs.Bool("show", false, "print the effective configuration (secrets hidden)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" && fs.NArg() == 1 {
+		*path = fs.Arg(0)
+	}
+	if *path == "" {
+		return usageError{"config check needs --config FILE"}
+	}
+	cfg, err := LoadConfig(*path)
+	if err != nil {
+		var ces ConfigErrors
+		if errors.As(err, &ces) {
+			fmt.Fprintln(stderr, ces.Error())
+			return fmt.Errorf("%s: %d problem(s)", *path, len(ces))
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", *path)
+	if *show {
+		fmt.Fprint(stdout, cfg.marshalRedacted())
+	}
+	return nil
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/whatchanged/whatchanged/enrich/server"
+)
+
+// shutdownGrace lets in-flight notifications finish on SIGTERM: an
+// interrupted delivery would be retried by Alertmanager, but a finished one
+// costs nobody a duplicate.
+const shutdownGrace = 20 * time.Second
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f commonFlags
+	f.register(fs, true)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("serve takes no arguments, got %q", fs.Args())}
+	}
+	cfg, err := f.load()
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+	a, err := build(cfg, log, true)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+
+	// Sources keep background work (pruning, informers) on ctx until shutdown.
+	if err := a.start(ctx); err != nil {
+		return err
+	}
+
+	srv := server.New(server.Config{
+		Listen:       cfg.Listen,
+		MaxBodyBytes: cfg.Server.MaxBodyBytes,
+		Auth: server.Auth{
+			BearerToken: cfg.Auth.BearerToken.reveal(), BasicUser: cfg.Auth.BasicAuth.Username,
+			BasicPassword: cfg.Auth.BasicAuth.Password.reveal(), ProtectMetrics: cfg.Auth.ProtectMetrics,
+		},
+	}, server.Deps{
+		Enricher: a.enricher, Targets: a.targets, Keeper: a.keeper, Changes: a.changes,
+		Ready: a.ready, Gatherer: a.registry, Metrics: server.NewMetrics(a.registry), Log: log,
+	})
+	httpSrv := srv.HTTPServer(cfg.Enrich.Budget + a.maxDownstreamTimeout() + 5*time.Second)
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	routes := make([]string, 0, len(a.targets))
+	for name, t := range a.targets {
+		routes = append(routes, name+"→"+t.Name())
+	}
+	sort.Strings(routes)
+	var srcNames []string
+	for _, e := range a.entries {
+		srcNames = append(srcNames, e.Source.Name())
+	}
+	log.Info("whatchanged listening", "addr", ln.Addr().String(), "version", version,
+		"sources", srcNames, "routes", routes, "budget", cfg.Enrich.Budget, "auth", cfg.Auth.BearerToken != "" || cfg.Auth.BasicAuth.Username != "")
+	if a.keeper != nil {
+		log.Info("no downstream configured: enriched notifications are kept at GET /debug/notifications")
+	}
+
+	errc := make(chan error, 1)
+	go func() { errc <- httpSrv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down; finishing in-flight notifications", "grace", shutdownGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := httpSrv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/whatchanged/whatchanged/enrich"
+	"github.com/whatchanged/whatchanged/enrich/deliver"
+	"github.com/whatchanged/whatchanged/sources"
+	"github.com/whatchanged/whatchanged/sources/changes"
+	"github.com/whatchanged/whatchanged/sources/store"
+)
+
+// app is everything built from a Config. Building does no network I/O;
+// only the store is opened (it holds a file lock).
+type app struct {
+	cfg      Config
+	log      *slog.Logger
+	registry *prometheus.Registry
+	store    *store.Bolt
+	changes  *changes.Source
+	entries  []enrich.SourceEntry
+	enricher *enrich.Enricher
+	targets  map[string]deliver.Target
+	keeper   *deliver.Keeper
+}
+
+func newLogger(cfg LogConfig, w interface{ Write([]byte) (int, error) }) *slog.Logger {
+	level := slog.LevelInfo
+	_ = level.UnmarshalText([]byte(cfg.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// build wires sources, the pipeline and the delivery targets. withMetrics
+// is false for one-shot commands.
+func build(cfg Config, log *slog.Logger, withMetrics bool) (*app, error) {
+	a := &app{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
+	var em *enrich.Metrics
+	if withMetrics {
+		a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		em = enrich.NewMetrics(a.registry)
+	}
+	if cfg.Sources.Changes.On() {
+		st, err := store.OpenBolt(cfg.DataDir, 2*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		a.store = st
+		a.changes = changes.New("changes", cfg.Sources.Changes.Config, st, log)
+		a.entries = append(a.entries, enrich.SourceEntry{Source: a.changes, Timeout: cfg.Sources.Changes.Timeout})
+	}
+	resolver, err := enrich.NewResolver(cfg.Rules)
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	a.enricher = enrich.New(cfg.Enrich, resolver, a.entries, em)
+
+	a.targets = map[string]deliver.Target{}
+	// One transport for every downstream: connections are reused.
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConnsPerHost = 32
+	for name, d := range cfg.Downstreams {
+		headers := map[string]string{}
+		for k, v := range d.Headers {
+			headers[k] = v.reveal()
+		}
+		if !d.BearerToken.empty() {
+			headers["Authorization"] = "Bearer " + d.BearerToken.reveal()
+		}
+		if d.BasicAuth.Username != "" {
+			r, _ := http.NewRequest(http.MethodPost, "http://x", nil)
+			r.SetBasicAuth(d.BasicAuth.Username, d.BasicAuth.Password.reveal())
+			headers["Authorization"] = r.Header.Get("Authorization")
+		}
+		a.targets[name] = deliver.NewWebhook(name, deliver.WebhookConfig{URL: d.URL.reveal(), Headers: headers, Timeout: d.Timeout}, transport)
+	}
+	if _, ok := a.targets["default"]; !ok {
+		a.keeper = deliver.NewKeeper(50, 16<<20)
+		a.targets["default"] = a.keeper
+	}
+	return a, nil
+}
+
+// start starts every source that needs it, bounded by ctx.
+func (a *app) start(ctx context.Context) error {
+	for _, e := range a.entries {
+		if s, ok := e.Source.(sources.Starter); ok {
+			if err := s.Start(ctx); err != nil {
+				return fmt.Errorf("start source %s: %w", e.Source.Name(), err)
+			}
+		}
+	}
+	return nil
+}
+
+// ready is /readyz: every source that syncs has synced.
+func (a *app) ready() (bool, string) {
+	var waiting []string
+	for _, e := range a.entries {
+		if s, ok := e.Source.(sources.Starter); ok && !s.Ready() {
+			waiting = append(waiting, e.Source.Name())
+		}
+	}
+	if len(waiting) > 0 {
+		return false, "waiting for sources: " + strings.Join(waiting, ", ")
+	}
+	return true, ""
+}
+
+func (a *app) close() {
+	if a.store != nil {
+		if err := a.store.Close(); err != nil {
+			a.log.Warn("close store", "err", err)
+		}
+	}
+}
+
+// maxDownstreamTimeout is the longest a delivery may take (two sends).
+func (a *app) maxDownstreamTimeout() time.Duration {
+	longest := 10 * time.Second
+	for _, d := range a.cfg.Downstreams {
+		if d.Timeout > longest {
+			longest = d.Timeout
+		}
+	}
+	return 2 * longest
+}
