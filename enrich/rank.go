@@ -241,7 +241,9 @@ func combine(members []sources.Change) sources.Change {
 			addLink(l.Name, l.URL)
 		}
 	}
-	out.Sources = sortedKeys(srcs)
+	if len(srcs) > 1 {
+		out.Sources = sortedKeys(srcs)
+	}
 	return out
 }
 
@@ -259,7 +261,7 @@ func absDuration(d time.Duration) time.Duration {
 }
 
 // humanDuration renders a duration the way on-call people say it: 45s, 12m,
-// 2h5m, 3d4h. Negative durations (after the start) keep their sign.
+// 2h5m, 26h, 3d4h. Negative durations (after the start) keep their sign.
 func humanDuration(d time.Duration) string {
 	sign := ""
 	if d < 0 {
@@ -270,7 +272,7 @@ func humanDuration(d time.Duration) string {
 		return fmt.Sprintf("%s%ds", sign, int(d.Seconds()))
 	case d < time.Hour:
 		return fmt.Sprintf("%s%dm", sign, int(d.Minutes()))
-	case d < 24*time.Hour:
+	case d < 48*time.Hour:
 		h, m := int(d.Hours()), int(d.Minutes())%60
 		if m == 0 {
 			return fmt.Sprintf("%s%dh", sign, h)

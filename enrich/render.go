@@ -33,7 +33,7 @@ func (e *Enricher) render(a *Alert, subject sources.Subject, r ranked, errs []st
 	if len(shown) > e.opts.MaxChanges {
 		shown = shown[:e.opts.MaxChanges]
 	}
-	ours[p+AnnSummary] = e.bound(summary(subject, shown, len(r.changes)-len(shown), e.opts.Lookback.String()))
+	ours[p+AnnSummary] = e.bound(summary(subject, shown, len(r.changes)-len(shown), humanDuration(e.opts.Lookback)))
 	if r.suspect != nil {
 		ours[p+AnnSuspect] = e.bound(describe(*r.suspect, true))
 		if links := linkLines(*r.suspect); links != "" {
