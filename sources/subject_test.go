@@ -1,0 +1,44 @@
+package sources
+
+import "testing"
+
+func TestNormalizeRepo(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://github.com/acme/api.git":       "github.com/acme/api",
+		"https://GitHub.com/acme/api/":          "github.com/acme/api",
+		"git@github.com:acme/api.git":           "github.com/acme/api",
+		"ssh://git@github.com/acme/api":         "github.com/acme/api",
+		"ssh://git@gitlab.example.com:2222/g/p": "gitlab.example.com/g/p",
+		"github.com/acme/api":                   "github.com/acme/api",
+		"https://user:tok@github.com/acme/api":  "github.com/acme/api",
+		"":                                      "",
+	} {
+		if got := NormalizeRepo(in); got != want {
+			t.Errorf("NormalizeRepo(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestRelate(t *testing.T) {
+	alert := Subject{Namespace: "shop", Kind: "Deployment", Name: "api", App: "shop-api", Repo: "github.com/acme/api"}
+	tests := []struct {
+		name   string
+		change Subject
+		want   Relation
+	}{
+		{"same workload", Subject{Namespace: "shop", Kind: "Deployment", Name: "api"}, RelationWorkload},
+		{"same name, kind unknown", Subject{Namespace: "shop", Name: "api"}, RelationWorkload},
+		{"same name, other kind", Subject{Namespace: "shop", Kind: "StatefulSet", Name: "api"}, RelationNamespace},
+		{"same name, other namespace", Subject{Namespace: "billing", Name: "api"}, RelationNone},
+		{"same app", Subject{App: "shop-api"}, RelationApp},
+		{"same repo, other spelling", Subject{Repo: "git@github.com:acme/api.git"}, RelationRepo},
+		{"same namespace", Subject{Namespace: "shop", Name: "web"}, RelationNamespace},
+		{"nothing shared", Subject{Namespace: "billing", App: "ledger"}, RelationNone},
+		{"empty", Subject{}, RelationNone},
+	}
+	for _, tt := range tests {
+		if got := Relate(alert, tt.change); got != tt.want {
+			t.Errorf("%s: Relate = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
