@@ -154,25 +154,33 @@ func (es ConfigErrors) Error() string {
 
 // LoadConfig reads, expands, strictly decodes, defaults, resolves secrets and
 // validates a config file. An empty path gives the embedded default.
-func LoadConfig(path string) (Config, error) {
-	cfg := defaultConfig()
+// overrides (command-line flags) apply before validation, so a flag's value
+// is checked like the file's.
+func LoadConfig(path string, overrides ...func(*Config)) (Config, error) {
 	if path == "" {
+		cfg := defaultConfig()
+		for _, o := range overrides {
+			o(&cfg)
+		}
 		return cfg, cfg.finish("(default)", nil)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return cfg, fmt.Errorf("config: %w", err)
+		return defaultConfig(), fmt.Errorf("config: %w", err)
 	}
-	return parseConfig(path, data)
+	return parseConfig(path, data, overrides...)
 }
 
-func parseConfig(name string, data []byte) (Config, error) {
+func parseConfig(name string, data []byte, overrides ...func(*Config)) (Config, error) {
 	cfg := defaultConfig()
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return cfg, ConfigErrors{yamlError(name, err)}
 	}
 	if len(doc.Content) == 0 { // empty file: the defaults
+		for _, o := range overrides {
+			o(&cfg)
+		}
 		return cfg, cfg.finish(name, nil)
 	}
 	root := doc.Content[0]
@@ -185,6 +193,9 @@ func parseConfig(name string, data []byte) (Config, error) {
 	}
 	if err := root.Decode(&cfg); err != nil {
 		return cfg, ConfigErrors{yamlError(name, err)}
+	}
+	for _, o := range overrides {
+		o(&cfg)
 	}
 	return cfg, cfg.finish(name, lines)
 }

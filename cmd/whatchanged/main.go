@@ -93,38 +93,34 @@ func (f *commonFlags) register(fs *flag.FlagSet, withServe bool) {
 	}
 }
 
-// load reads the config file and applies the flags on top.
+// load reads the config file with the flags applied on top.
 func (f *commonFlags) load() (Config, error) {
-	cfg, err := LoadConfig(f.config)
-	if err != nil {
-		return cfg, err
-	}
-	if f.listen != "" {
-		cfg.Listen = f.listen
-	}
-	if f.dataDir != "" {
-		cfg.DataDir = f.dataDir
-	}
-	if f.logLevel != "" {
-		cfg.Log.Level = f.logLevel
-	}
-	if f.logFormat != "" {
-		cfg.Log.Format = f.logFormat
-	}
 	fwd := f.forwardURL
 	if fwd == "" {
 		fwd = os.Getenv("WHATCHANGED_FORWARD_URL")
 	}
-	if fwd != "" {
-		if cfg.Downstreams == nil {
-			cfg.Downstreams = map[string]DownstreamConfig{}
+	return LoadConfig(f.config, func(cfg *Config) {
+		if f.listen != "" {
+			cfg.Listen = f.listen
 		}
-		d := cfg.Downstreams["default"]
-		d.URL, d.URLFile = Secret(fwd), ""
-		cfg.Downstreams["default"] = d
-	}
-	// Flags are validated like the file, named by flag.
-	return cfg, cfg.finish("flags", nil)
+		if f.dataDir != "" {
+			cfg.DataDir = f.dataDir
+		}
+		if f.logLevel != "" {
+			cfg.Log.Level = f.logLevel
+		}
+		if f.logFormat != "" {
+			cfg.Log.Format = f.logFormat
+		}
+		if fwd != "" {
+			if cfg.Downstreams == nil {
+				cfg.Downstreams = map[string]DownstreamConfig{}
+			}
+			d := cfg.Downstreams["default"]
+			d.URL, d.URLFile = Secret(fwd), ""
+			cfg.Downstreams["default"] = d
+		}
+	})
 }
 
 func configCheck(args []string, stdout, stderr io.Writer) error {

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigErrorsNameKeyAndLine(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{name: "unknown top-level key", yaml: "listen: 127.0.0.1:1\nlisten_addr: x\n",
+			want: []string{"c.yaml:2: listen_addr: unknown key (known: auth, data_dir, downstreams,"}},
+		{name: "unknown nested key", yaml: "sources:\n  changes:\n    retension: 1h\n",
+			want: []string{"c.yaml:3: sources.changes.retension: unknown key (known: enabled, max_events, retention, timeout)"}},
+		{name: "unknown key in a downstream", yaml: "downstreams:\n  pager:\n    url: http://x\n    tiemout: 1s\n",
+			want: []string{"c.yaml:4: downstreams.pager.tiemout: unknown key"}},
+		{name: "unknown key in a rule", yaml: "rules:\n  - match: {a: b}\n    subject: {app: x}\n    matchers: []\n",
+			want: []string{"c.yaml:4: rules[0].matchers: unknown key"}},
+		{name: "wrong type", yaml: "enrich:\n  budget: fast\n", want: []string{"c.yaml:2:", "fast"}},
+		{name: "invalid value", yaml: "enrich:\n  budget: 1h\n", want: []string{"c.yaml:2: enrich.budget: must be between 10ms and 30s"}},
+		{name: "several problems at once", yaml: "log:\n  level: loud\nenrich:\n  max_changes: 0\n  lookback: 1s\n",
+			want: []string{"c.yaml:2: log.level:", "c.yaml:5: enrich.lookback:"}},
+		{name: "bad rule regexp", yaml: "rules:\n  - name: x\n    match_re:\n      alertname: '('\n    subject: {app: a}\n",
+			want: []string{"c.yaml:4: rules[0].match_re.alertname: error parsing regexp"}},
+		{name: "downstream without url", yaml: "downstreams:\n  default:\n    timeout: 1s\n",
+			want: []string{"c.yaml:2: downstreams.default: url or url_file is required"}},
+		{name: "downstream bad scheme", yaml: "downstreams:\n  default:\n    url: ftp://hooks.example.com/s3cr3t\n",
+			want: []string{"c.yaml:3: downstreams.default.url: scheme must be http or https"}},
+		{name: "missing env", yaml: "auth:\n  bearer_token: ${WHATCHANGED_TEST_UNSET}\n",
+			want: []string{"c.yaml:2: environment variable WHATCHANGED_TEST_UNSET is not set"}},
+		{name: "missing secret file", yaml: "auth:\n  bearer_token_file: /nonexistent/token\n",
+			want: []string{"c.yaml:2: auth.bearer_token_file: read secret file"}},
+		{name: "yaml syntax", yaml: "listen: [\n", want: []string{"c.yaml:"}},
+		{name: "not a mapping", yaml: "sources: 3\n", want: []string{"c.yaml:1: sources: expected a mapping"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseConfig("c.yaml", []byte(tt.yaml))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error\n%s\nlacks %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "s3cr3t") {
+				t.Errorf("error quotes a secret URL: %v", err)
+			}
+		})
+	}
+}
+
+func TestConfigSecretsAndEnv(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	urlFile := filepath.Join(dir, "url")
+	os.WriteFile(tokenFile, []byte("inbound-secret\n"), 0o600)
+	os.WriteFile(urlFile, []byte("https://hooks.example.com/T/B/s3cr3t\n"), 0o600)
+	t.Setenv("WC_TEST_PAGER_TOKEN", "pager-secret")
+	yaml := `listen: 127.0.0.1:9999
+data_dir: ` + dir + `
+auth:
+  bearer_token_file: ` + tokenFile + `
+downstreams:
+  default:
+    url_file: ` + urlFile + `
+  pager:
+    url: https://pager.example.com/in
+    bearer_token: ${WC_TEST_PAGER_TOKEN}
+    timeout: 3s
+rules:
+  - name: legacy
+    match_re: {alertname: "Legacy.*$"}
+    subject: {app: "{{ .service }}"}
+`
+	cfg, err := parseConfig("c.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Auth.BearerToken.reveal() != "inbound-secret" || cfg.Downstreams["default"].URL.reveal() != "https://hooks.example.com/T/B/s3cr3t" {
+		t.Errorf("secret files not read")
+	}
+	if cfg.Downstreams["pager"].BearerToken.reveal() != "pager-secret" || cfg.Downstreams["pager"].Timeout != 3*time.Second {
+		t.Errorf("env not expanded: %+v", cfg.Downstreams["pager"])
+	}
+	if cfg.Rules[0].MatchRE["alertname"] != "Legacy.*$" || cfg.Rules[0].Subject.App != "{{ .service }}" {
+		t.Errorf("regexp or template altered by expansion: %+v", cfg.Rules[0])
+	}
+	shown := cfg.marshalRedacted()
+	for _, s := range []string{"inbound-secret", "s3cr3t", "pager-secret"} {
+		if strings.Contains(shown, s) || strings.Contains(strings.ReplaceAll(fmtAll(cfg), " ", ""), s) {
+			t.Errorf("secret %q visible in printed config", s)
+		}
+	}
+}
+
+func fmtAll(cfg Config) string {
+	var b bytes.Buffer
+	b.WriteString(cfg.marshalRedacted())
+	for _, d := range cfg.Downstreams {
+		b.WriteString(d.URL.String())
+		b.WriteString(string(must(d.URL.MarshalJSON())))
+	}
+	return b.String()
+}
+
+func must(b []byte, _ error) []byte { return b }
+
+func TestEmbeddedDefault(t *testing.T) {
+	cfg, err := LoadConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:8080" || !cfg.Sources.Changes.On() || len(cfg.Downstreams) != 0 || cfg.Enrich.Budget != time.Second {
+		t.Errorf("default = %+v", cfg)
+	}
+	// An empty file means the defaults too.
+	if _, err := parseConfig("empty.yaml", nil); err != nil {
+		t.Errorf("empty file: %v", err)
+	}
+}
+
+func TestConfigCheckCommand(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("listen: 127.0.0.1:1\nenrich:\n  budgit: 1s\n"), 0o600)
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"config", "check", "--config", bad}, &out, &errb); code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	if !strings.Contains(errb.String(), "bad.yaml:3: enrich.budgit: unknown key") {
+		t.Errorf("stderr: %s", errb.String())
+	}
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("listen: 127.0.0.1:1\ndata_dir: "+dir+"\ndownstreams:\n  default:\n    url: https://x.example.com/s3cr3t\n"), 0o600)
+	out.Reset()
+	if code := run(context.Background(), []string{"config", "check", "--show", "--config", good}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "good.yaml: ok") || strings.Contains(out.String(), "s3cr3t") || !strings.Contains(out.String(), "<secret>") {
+		t.Errorf("output: %s", out.String())
+	}
+}
+
+func TestExplainInProcess(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfgFile, []byte("data_dir: "+dir+"\n"), 0o600)
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"explain", "--config", cfgFile, "--labels", "namespace=shop,pod=api-7d9f8b6c4-x2x9z"}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	for _, want := range []string{"Subject  shop/Deployment/api", "from guess from pod name", "changes    0 change(s)", "No changes of shop/Deployment/api found in the 24h"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("explain output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if code := run(context.Background(), []string{"explain"}, &out, &errb); code != 2 {
+		t.Errorf("explain without labels: exit %d, want 2", code)
+	}
+}
+
+// Flags apply before validation: a secret file in the config and a --listen
+// flag together must load (the secret is read once).
+func TestFlagsOverrideConfigWithSecretFile(t *testing.T) {
+	dir := t.TempDir()
+	tok := writeTestFile(t, dir, "tok", "s\n")
+	cfgFile := writeTestFile(t, dir, "c.yaml", "data_dir: "+dir+"\nauth:\n  bearer_token_file: "+tok+"\n")
+	f := commonFlags{config: cfgFile, listen: "127.0.0.1:0", forwardURL: "http://127.0.0.1:1/hook"}
+	cfg, err := f.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:0" || cfg.Auth.BearerToken.reveal() != "s" || cfg.Downstreams["default"].URL.reveal() != "http://127.0.0.1:1/hook" {
+		t.Errorf("overrides not applied: %+v", cfg)
+	}
+	f.listen = "nonsense"
+	if _, err := f.load(); err == nil || !strings.Contains(err.Error(), `listen: "nonsense" is not host:port`) {
+		t.Errorf("bad flag value: %v", err)
+	}
+}
+
+func writeTestFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
