@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -347,5 +348,25 @@ func TestSkippedAlertsAreUntouched(t *testing.T) {
 	rep := e.Enrich(context.Background(), []*Alert{a}, func(*Alert) string { return "resolved" })
 	if rep.Alerts[0].Skipped != "resolved" || len(a.Annotations) != 1 {
 		t.Errorf("skipped alert was enriched: %v", a.Annotations)
+	}
+}
+
+// A busy namespace: thousands of namespace-related changes must not crowd
+// out the workload's own deploy, and the work per alert stays bounded.
+func TestBusyNamespaceIsBounded(t *testing.T) {
+	var many []sources.Change
+	for i := 0; i < 5000; i++ {
+		many = append(many, sources.Change{Source: "changes", Kind: "deploy", ID: fmt.Sprintf("n-%d", i),
+			Subject: sources.Subject{Namespace: "shop", Name: fmt.Sprintf("svc-%d", i)}, Version: fmt.Sprintf("v%d", i%7),
+			StartedAt: t0.Add(-time.Duration(i%1400) * time.Minute)})
+	}
+	many = append(many, sources.Change{Source: "changes", Kind: "deploy", ID: "mine", Subject: api, StartedAt: t0.Add(-90 * time.Minute)})
+	e := newTestEnricher(t, Options{}, nil, SourceEntry{Source: &staticSource{name: "changes", changes: many}})
+	rep := e.Enrich(context.Background(), []*Alert{alert(map[string]string{"namespace": "shop", "deployment": "api"})}, nil).Alerts[0]
+	if len(rep.Ranking) > maxCandidates {
+		t.Errorf("ranking holds %d changes, over the %d cap", len(rep.Ranking), maxCandidates)
+	}
+	if rep.Ranking[0].ID != "mine" {
+		t.Errorf("top change %q, want the workload's own deploy", rep.Ranking[0].ID)
 	}
 }

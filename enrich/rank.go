@@ -33,6 +33,10 @@ type ranked struct {
 	suspect *sources.Change
 }
 
+// maxCandidates bounds the work per alert: a busy namespace can hold
+// thousands of loosely related changes, and only the best few are shown.
+const maxCandidates = 100
+
 // rank relates, merges, scores and orders the changes seen for an alert.
 func (e *Enricher) rank(subject sources.Subject, startsAt time.Time, seen []sources.Change) ranked {
 	since, until := startsAt.Add(-e.opts.Lookback), startsAt.Add(e.opts.Lookahead)
@@ -46,17 +50,13 @@ func (e *Enricher) rank(subject sources.Subject, startsAt time.Time, seen []sour
 			related = append(related, ch)
 		}
 	}
-	merged := merge(related)
-	for i := range merged {
-		ch := &merged[i]
-		before := startsAt.Sub(ch.StartedAt)
-		closeness := math.Pow(0.5, math.Abs(before.Seconds())/e.opts.HalfLife.Seconds())
-		if before < 0 {
-			closeness *= afterStartWeight
-		}
-		ch.Score = math.Round(relationWeight[ch.Relation]*closeness*100) / 100
-		ch.BeforeStart = humanDuration(before)
+	if len(related) > maxCandidates {
+		e.score(related, startsAt)
+		slices.SortStableFunc(related, compareRanked)
+		related = related[:maxCandidates]
 	}
+	merged := merge(related)
+	e.score(merged, startsAt)
 	slices.SortStableFunc(merged, compareRanked)
 	r := ranked{changes: merged}
 	if len(merged) > 0 {
@@ -68,6 +68,21 @@ func (e *Enricher) rank(subject sources.Subject, startsAt time.Time, seen []sour
 		}
 	}
 	return r
+}
+
+// score sets Score and BeforeStart: relation weight × closeness, where
+// closeness halves every HalfLife away from the alert start.
+func (e *Enricher) score(changes []sources.Change, startsAt time.Time) {
+	for i := range changes {
+		ch := &changes[i]
+		before := startsAt.Sub(ch.StartedAt)
+		closeness := math.Pow(0.5, math.Abs(before.Seconds())/e.opts.HalfLife.Seconds())
+		if before < 0 {
+			closeness *= afterStartWeight
+		}
+		ch.Score = math.Round(relationWeight[ch.Relation]*closeness*100) / 100
+		ch.BeforeStart = humanDuration(before)
+	}
 }
 
 // compareRanked orders by score, then newest, then stable identity, so the
@@ -92,8 +107,9 @@ func compareRanked(a, b sources.Change) int {
 // merge folds observations of one deploy seen by several sources (or
 // reported twice) into one change: they share a commit, a revision of the
 // same workload, or a version, and started within mergeWindow of each other;
-// or one is a rollout of the same workload inside another's start–finish
-// window.
+// or one is observed by another source for the same workload inside the
+// other's start–finish window. Candidates are found through key buckets, so
+// the cost grows with the bucket sizes, not with the square of all changes.
 func merge(changes []sources.Change) []sources.Change {
 	n := len(changes)
 	parent := make([]int, n)
@@ -107,12 +123,29 @@ func merge(changes []sources.Change) []sources.Change {
 		}
 		return i
 	}
-	for i := 0; i < n; i++ {
-		for j := i + 1; j < n; j++ {
-			if sameDeploy(changes[i], changes[j]) {
-				parent[find(j)] = find(i)
+	union := func(i, j int) { parent[find(j)] = find(i) }
+	byKey := map[string][]int{}
+	byWorkload := map[string][]int{}
+	for i, c := range changes {
+		for _, k := range mergeKeys(c) {
+			for _, j := range byKey[k] {
+				if absDuration(c.StartedAt.Sub(changes[j].StartedAt)) <= mergeWindow {
+					union(j, i)
+				}
+			}
+			byKey[k] = append(byKey[k], i)
+		}
+		if c.Subject.Name == "" {
+			continue
+		}
+		w := c.Subject.Namespace + "/" + c.Subject.Name
+		for _, j := range byWorkload[w] {
+			o := changes[j]
+			if o.Source != c.Source && (within(c.StartedAt, o) || within(o.StartedAt, c)) {
+				union(j, i)
 			}
 		}
+		byWorkload[w] = append(byWorkload[w], i)
 	}
 	groups := map[int][]int{}
 	var order []int
@@ -132,23 +165,6 @@ func merge(changes []sources.Change) []sources.Change {
 		out = append(out, combine(members))
 	}
 	return out
-}
-
-func sameDeploy(a, b sources.Change) bool {
-	close := absDuration(a.StartedAt.Sub(b.StartedAt)) <= mergeWindow
-	if close {
-		for _, ka := range mergeKeys(a) {
-			for _, kb := range mergeKeys(b) {
-				if ka == kb {
-					return true
-				}
-			}
-		}
-	}
-	if a.Source != b.Source && a.Subject.Name != "" && a.Subject.Name == b.Subject.Name && a.Subject.Namespace == b.Subject.Namespace {
-		return within(b.StartedAt, a) || within(a.StartedAt, b)
-	}
-	return false
 }
 
 func within(t time.Time, window sources.Change) bool {
