@@ -171,7 +171,7 @@ func (e *Enricher) Enrich(ctx context.Context, alerts []*Alert, skip func(*Alert
 		key := rep.Subject.Key()
 		q, ok := queries[key]
 		if !ok {
-			q = sources.Query{Subject: rep.Subject, Since: rep.Window.Since, Until: rep.Window.Until}
+			q = sources.Query{Subject: rep.Subject, Since: rep.Window.Since, Until: rep.Window.Until, MaxLoose: maxCandidates}
 		}
 		if rep.Window.Since.Before(q.Since) {
 			q.Since = rep.Window.Since
@@ -189,19 +189,17 @@ func (e *Enricher) Enrich(ctx context.Context, alerts []*Alert, skip func(*Alert
 		if rep.Skipped != "" {
 			continue
 		}
-		var seen []sources.Change
 		var errs []string
 		if !rep.Subject.IsZero() {
 			rep.Sources = results[rep.Subject.Key()]
 			for _, r := range rep.Sources {
-				seen = append(seen, r.Changes...)
 				if r.Error != "" {
 					errs = append(errs, fmt.Sprintf("%s: %s", r.Source, r.Error))
 				}
 			}
 		}
 		sort.Strings(errs)
-		rk := e.rank(rep.Subject, rep.Window.StartsAt, seen)
+		rk := e.rank(rep.Subject, rep.Window.StartsAt, rep.Sources)
 		rep.Ranking, rep.Suspect = rk.changes, rk.suspect
 		rep.Annotations = e.render(a, rep.Subject, rk, errs)
 		if rep.Ranking == nil {

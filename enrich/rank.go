@@ -1,6 +1,7 @@
 package enrich
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -37,23 +38,49 @@ type ranked struct {
 // thousands of loosely related changes, and only the best few are shown.
 const maxCandidates = 100
 
-// rank relates, merges, scores and orders the changes seen for an alert.
-func (e *Enricher) rank(subject sources.Subject, startsAt time.Time, seen []sources.Change) ranked {
+// candidate is a related change before it is copied: ranking a busy
+// namespace sorts these small records, not thousands of Change structs.
+type candidate struct {
+	result, index int
+	relation      sources.Relation
+	score         float64
+	startedAt     time.Time
+}
+
+// rank relates, merges, scores and orders the changes the sources returned
+// for an alert's subject.
+func (e *Enricher) rank(subject sources.Subject, startsAt time.Time, results []SourceResult) ranked {
 	since, until := startsAt.Add(-e.opts.Lookback), startsAt.Add(e.opts.Lookahead)
-	var related []sources.Change
-	for _, ch := range seen {
-		if ch.StartedAt.Before(since) || ch.StartedAt.After(until) {
-			continue
-		}
-		if rel := sources.Relate(subject, ch.Subject); rel != sources.RelationNone {
-			ch.Relation = rel
-			related = append(related, ch)
+	var cands []candidate
+	for r := range results {
+		for i := range results[r].Changes {
+			ch := &results[r].Changes[i]
+			if ch.StartedAt.Before(since) || ch.StartedAt.After(until) {
+				continue
+			}
+			if rel := sources.Relate(subject, ch.Subject); rel != sources.RelationNone {
+				cands = append(cands, candidate{r, i, rel, e.scoreOf(rel, startsAt.Sub(ch.StartedAt)), ch.StartedAt})
+			}
 		}
 	}
-	if len(related) > maxCandidates {
-		e.score(related, startsAt)
-		slices.SortStableFunc(related, compareRanked)
-		related = related[:maxCandidates]
+	if len(cands) > maxCandidates {
+		slices.SortFunc(cands, func(a, b candidate) int {
+			switch {
+			case a.score != b.score:
+				return cmp.Compare(b.score, a.score)
+			case !a.startedAt.Equal(b.startedAt):
+				return b.startedAt.Compare(a.startedAt)
+			case a.result != b.result:
+				return cmp.Compare(a.result, b.result)
+			}
+			return cmp.Compare(a.index, b.index)
+		})
+		cands = cands[:maxCandidates]
+	}
+	related := make([]sources.Change, len(cands))
+	for j, c := range cands {
+		related[j] = results[c.result].Changes[c.index]
+		related[j].Relation = c.relation
 	}
 	merged := merge(related)
 	e.score(merged, startsAt)
@@ -76,13 +103,17 @@ func (e *Enricher) score(changes []sources.Change, startsAt time.Time) {
 	for i := range changes {
 		ch := &changes[i]
 		before := startsAt.Sub(ch.StartedAt)
-		closeness := math.Pow(0.5, math.Abs(before.Seconds())/e.opts.HalfLife.Seconds())
-		if before < 0 {
-			closeness *= afterStartWeight
-		}
-		ch.Score = math.Round(relationWeight[ch.Relation]*closeness*100) / 100
+		ch.Score = e.scoreOf(ch.Relation, before)
 		ch.BeforeStart = humanDuration(before)
 	}
+}
+
+func (e *Enricher) scoreOf(rel sources.Relation, before time.Duration) float64 {
+	closeness := math.Pow(0.5, math.Abs(before.Seconds())/e.opts.HalfLife.Seconds())
+	if before < 0 {
+		closeness *= afterStartWeight
+	}
+	return math.Round(relationWeight[rel]*closeness*100) / 100
 }
 
 // compareRanked orders by score, then newest, then stable identity, so the
@@ -90,18 +121,15 @@ func (e *Enricher) score(changes []sources.Change, startsAt time.Time) {
 func compareRanked(a, b sources.Change) int {
 	switch {
 	case a.Score != b.Score:
-		if a.Score > b.Score {
-			return -1
-		}
-		return 1
+		return cmp.Compare(b.Score, a.Score)
 	case !a.StartedAt.Equal(b.StartedAt):
-		if a.StartedAt.After(b.StartedAt) {
-			return -1
-		}
-		return 1
+		return b.StartedAt.Compare(a.StartedAt)
 	}
-	return strings.Compare(a.Source+"\x00"+a.ID+"\x00"+a.Revision+"\x00"+a.Subject.Key(),
-		b.Source+"\x00"+b.ID+"\x00"+b.Revision+"\x00"+b.Subject.Key())
+	return cmp.Or(
+		strings.Compare(a.Source, b.Source), strings.Compare(a.ID, b.ID), strings.Compare(a.Revision, b.Revision),
+		strings.Compare(a.Subject.Namespace, b.Subject.Namespace), strings.Compare(a.Subject.Kind, b.Subject.Kind),
+		strings.Compare(a.Subject.Name, b.Subject.Name), strings.Compare(a.Subject.App, b.Subject.App),
+		strings.Compare(a.Subject.Repo, b.Subject.Repo))
 }
 
 // merge folds observations of one deploy seen by several sources (or

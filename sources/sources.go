@@ -35,6 +35,11 @@ type Query struct {
 	Subject Subject
 	Since   time.Time
 	Until   time.Time
+	// MaxLoose, when positive, lets a source stop returning changes related
+	// only by namespace (the loosest relation) after this many, newest
+	// first: a busy namespace has thousands and the pipeline ranks only the
+	// best. Changes related by workload, app or repo are always returned.
+	MaxLoose int
 }
 
 // ErrUnknownSource is returned by the source factory for a type name it does

@@ -1,5 +1,7 @@
 // Package changes is the source of change events pushed by CI/CD through
-// POST /api/v1/changes, kept in the embedded store with a retention limit.
+// POST /api/v1/changes. Events are written to the store for durability and
+// answered from an in-memory index sorted by start time, so a query costs a
+// binary search and a scan of its window, never a disk read or a decode.
 package changes
 
 import (
@@ -7,7 +9,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,7 +36,8 @@ func (c *Config) Defaults() {
 		c.Retention = 7 * 24 * time.Hour
 	}
 	if c.MaxEvents == 0 {
-		c.MaxEvents = 100_000
+		// About 10 MB of index; a team pushing 2,000 changes a day keeps 10 days.
+		c.MaxEvents = 20_000
 	}
 }
 
@@ -64,6 +70,9 @@ type Source struct {
 	log   *slog.Logger
 	now   func() time.Time
 	ready atomic.Bool
+
+	mu    sync.RWMutex
+	index []sources.Change // every stored change, sorted by StartedAt
 }
 
 var (
@@ -79,10 +88,14 @@ func New(name string, cfg Config, st store.Store, log *slog.Logger) *Source {
 
 func (s *Source) Name() string { return s.name }
 
-// Start prunes once, then keeps pruning in the background until ctx ends.
+// Start prunes, loads the index from the store, then keeps pruning in the
+// background until ctx ends.
 func (s *Source) Start(ctx context.Context) error {
 	if err := s.Prune(ctx); err != nil {
 		return fmt.Errorf("%s: prune: %w", s.name, err)
+	}
+	if err := s.load(ctx); err != nil {
+		return fmt.Errorf("%s: load: %w", s.name, err)
 	}
 	s.ready.Store(true)
 	go func() {
@@ -103,6 +116,46 @@ func (s *Source) Start(ctx context.Context) error {
 }
 
 func (s *Source) Ready() bool { return s.ready.Load() }
+
+// load replaces the index with the store's content.
+func (s *Source) load(ctx context.Context) error {
+	var all []sources.Change
+	bad := 0
+	err := s.store.Scan(ctx, bucketByTime, "", "", func(_ string, v []byte) bool {
+		var ch sources.Change
+		if json.Unmarshal(v, &ch) != nil {
+			bad++
+			return true
+		}
+		all = append(all, ch)
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if bad > 0 {
+		s.log.Warn("skipped unreadable stored changes", "source", s.name, "count", bad)
+	}
+	s.mu.Lock()
+	s.index = all // the store's key order is start-time order
+	s.mu.Unlock()
+	return nil
+}
+
+// insert adds a change to the index at its place in time.
+func (s *Source) insert(ch sources.Change) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := sort.Search(len(s.index), func(i int) bool { return s.index[i].StartedAt.After(ch.StartedAt) })
+	s.index = slices.Insert(s.index, i, ch)
+}
+
+// window returns the index positions [lo, hi) of changes started in [since, until].
+func (s *Source) window(since, until time.Time) (int, int) {
+	lo := sort.Search(len(s.index), func(i int) bool { return !s.index[i].StartedAt.Before(since) })
+	hi := sort.Search(len(s.index), func(i int) bool { return s.index[i].StartedAt.After(until) })
+	return lo, max(lo, hi)
+}
 
 func timeKey(t time.Time) string { return fmt.Sprintf("%020d", t.UnixNano()) }
 
@@ -126,6 +179,7 @@ func (s *Source) Record(ctx context.Context, ev Event) (sources.Change, bool, er
 		return sources.Change{}, false, fmt.Errorf("%s: store change: %w", s.name, err)
 	}
 	if written {
+		s.insert(ch)
 		return ch, true, nil
 	}
 	prev, err := s.byID(ctx, ev.ID)
@@ -154,24 +208,22 @@ func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change
 	if q.Subject.IsZero() {
 		return nil, nil
 	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	lo, hi := s.window(q.Since, q.Until)
 	var out []sources.Change
-	var decodeErr error
-	err := s.store.Scan(ctx, bucketByTime, timeKey(q.Since), timeKey(q.Until.Add(time.Nanosecond)), func(_ string, v []byte) bool {
-		var ch sources.Change
-		if err := json.Unmarshal(v, &ch); err != nil {
-			decodeErr = err
-			return true
+	loose := 0
+	for i := hi - 1; i >= lo; i-- { // newest first, so MaxLoose keeps the newest
+		switch sources.Relate(q.Subject, s.index[i].Subject) {
+		case sources.RelationNone:
+			continue
+		case sources.RelationNamespace:
+			if q.MaxLoose > 0 && loose >= q.MaxLoose {
+				continue
+			}
+			loose++
 		}
-		if sources.Relate(q.Subject, ch.Subject) != sources.RelationNone {
-			out = append(out, ch)
-		}
-		return true
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%s: scan: %w", s.name, err)
-	}
-	if decodeErr != nil {
-		s.log.Warn("skipped an unreadable stored change", "source", s.name, "err", decodeErr)
+		out = append(out, s.index[i])
 	}
 	return out, nil
 }
@@ -179,25 +231,17 @@ func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change
 // List returns up to limit changes that started at or after since, newest
 // first, for GET /debug/changes.
 func (s *Source) List(ctx context.Context, since time.Time, limit int) ([]sources.Change, error) {
-	var all []sources.Change
-	err := s.store.Scan(ctx, bucketByTime, timeKey(since), "", func(_ string, v []byte) bool {
-		var ch sources.Change
-		if json.Unmarshal(v, &ch) == nil {
-			all = append(all, ch)
-		}
-		return true
-	})
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	// Newest first, then cut.
-	for i, j := 0, len(all)-1; i < j; i, j = i+1, j-1 {
-		all[i], all[j] = all[j], all[i]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	lo, hi := s.window(since, time.Unix(1<<40, 0))
+	out := make([]sources.Change, 0, min(hi-lo, max(limit, 0)))
+	for i := hi - 1; i >= lo && (limit <= 0 || len(out) < limit); i-- {
+		out = append(out, s.index[i])
 	}
-	if limit > 0 && len(all) > limit {
-		all = all[:limit]
-	}
-	return all, nil
+	return out, nil
 }
 
 // Prune drops events older than the retention and the oldest beyond MaxEvents.
@@ -224,8 +268,12 @@ func (s *Source) Prune(ctx context.Context) error {
 	for _, id := range ids {
 		drop = append(drop, store.Key{Bucket: bucketByID, Key: id})
 	}
-	if len(drop) > 0 {
-		s.log.Info("pruned pushed changes", "source", s.name, "dropped", len(ids))
+	if len(drop) == 0 {
+		return nil
 	}
-	return s.store.Delete(ctx, drop)
+	if err := s.store.Delete(ctx, drop); err != nil {
+		return err
+	}
+	s.log.Info("pruned pushed changes", "source", s.name, "dropped", len(ids))
+	return s.load(ctx)
 }

@@ -3,6 +3,7 @@ package changes
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -93,8 +94,35 @@ func TestChangesWindowAndRelation(t *testing.T) {
 	for _, c := range got {
 		ids = append(ids, c.ID)
 	}
-	if strings.Join(ids, ",") != "in,same-app,boundary" {
-		t.Errorf("got %v, want in,same-app,boundary (ordered by time)", ids)
+	if strings.Join(ids, ",") != "boundary,same-app,in" {
+		t.Errorf("got %v, want boundary,same-app,in (newest first)", ids)
+	}
+}
+
+func TestMaxLooseBoundsNamespaceOnlyChanges(t *testing.T) {
+	s, st := newSource(t, t.TempDir(), Config{})
+	defer st.Close()
+	ctx := context.Background()
+	for i := 0; i < 30; i++ {
+		ev := Event{ID: fmt.Sprintf("ns-%02d", i), Kind: "deploy", Subject: sources.Subject{Namespace: "shop", Name: fmt.Sprintf("svc-%d", i)}, Time: now.Add(-time.Duration(30-i) * time.Minute)}
+		if _, _, err := s.Record(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := s.Record(ctx, event("own", now.Add(-50*time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Changes(ctx, sources.Query{Subject: sources.Subject{Namespace: "shop", Name: "api"}, Since: now.Add(-time.Hour), Until: now, MaxLoose: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, c := range got {
+		ids = append(ids, c.ID)
+	}
+	// The five newest namespace-only changes, and the workload's own change however old.
+	if strings.Join(ids, ",") != "ns-29,ns-28,ns-27,ns-26,ns-25,own" {
+		t.Errorf("got %v", ids)
 	}
 }
 
