@@ -2,7 +2,6 @@ package enrich
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -51,7 +50,7 @@ func BenchmarkNotification(b *testing.B) {
 					b.Fatal(err)
 				}
 				e.Enrich(ctx, p.Alerts, nil)
-				if _, err := json.Marshal(p); err != nil {
+				if _, err := p.Encode(); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -36,7 +36,9 @@ type ranked struct {
 
 // maxCandidates bounds the work per alert: a busy namespace can hold
 // thousands of loosely related changes, and only the best few are shown.
-const maxCandidates = 100
+// Six times the default shown leaves room for merging to fold several
+// observations of one deploy without losing the next distinct one.
+const maxCandidates = 30
 
 // candidate is a related change before it is copied: ranking a busy
 // namespace sorts these small records, not thousands of Change structs.

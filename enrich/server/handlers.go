@@ -44,7 +44,7 @@ func (s *Server) webhook(c *gin.Context) {
 		return
 	}
 	report := s.deps.Enricher.Enrich(c.Request.Context(), payload.Alerts, nil)
-	enriched, err := json.Marshal(payload)
+	enriched, err := payload.Encode()
 	if err != nil { // cannot happen for decoded input; never lose the alert over it
 		s.deps.Log.Error("encode enriched payload; sending the original", "err", err)
 		enriched = original

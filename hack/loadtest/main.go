@@ -28,8 +28,8 @@ import (
 
 func main() {
 	bin := flag.String("bin", "bin/whatchanged", "whatchanged binary")
-	senders := flag.Int("senders", 8, "concurrent senders")
-	duration := flag.Duration("duration", 5*time.Second, "how long each scenario runs")
+	senders := flag.Int("senders", 8, "concurrent senders of the loaded runs (a single sender always runs too)")
+	duration := flag.Duration("duration", 3*time.Second, "how long each scenario runs")
 	workloads := flag.Int("workloads", 50, "distinct workloads in the store and the alerts")
 	nchanges := flag.Int("changes", 2000, "pushed changes in the store")
 	flag.Parse()
@@ -78,18 +78,20 @@ func main() {
 		resp.Body.Close()
 	}
 
-	fmt.Printf("loopback load: %d senders, %s per scenario, %d pushed changes over %d workloads, GOMAXPROCS=%s cores=%d\n\n",
-		*senders, *duration, *nchanges, *workloads, os.Getenv("GOMAXPROCS"), numCPU())
-	fmt.Printf("%-12s %7s %12s %10s %10s %12s %12s\n", "target", "alerts", "notif/s", "p50", "p99", "added p50", "added p99")
-	for _, size := range []int{1, 10, 200} {
-		payload := webhookPayload(size, *workloads, now)
-		base := run(client, passthrough+"/webhook", payload, *senders, *duration)
-		enr := run(client, wc+"/webhook", payload, *senders, *duration)
-		fmt.Printf("%-12s %7d %12.0f %10s %10s %12s %12s\n", "pass-through", size, base.rate, base.p50, base.p99, "", "")
-		fmt.Printf("%-12s %7d %12.0f %10s %10s %12s %12s\n", "whatchanged", size, enr.rate, enr.p50, enr.p99,
-			(enr.p50 - base.p50).Round(time.Microsecond), (enr.p99 - base.p99).Round(time.Microsecond))
-		if enr.failed+base.failed > 0 {
-			fmt.Printf("  (failed requests: pass-through %d, whatchanged %d)\n", base.failed, enr.failed)
+	fmt.Printf("loopback load: %s per scenario, %d pushed changes over %d workloads in one namespace, %d cores\n\n",
+		*duration, *nchanges, *workloads, numCPU())
+	fmt.Printf("%-12s %7s %7s %10s %10s %10s %11s %11s\n", "target", "senders", "alerts", "notif/s", "p50", "p99", "added p50", "added p99")
+	for _, conc := range []int{1, *senders} {
+		for _, size := range []int{1, 10, 200} {
+			payload := webhookPayload(size, *workloads, now)
+			base := run(client, passthrough+"/webhook", payload, conc, *duration)
+			enr := run(client, wc+"/webhook", payload, conc, *duration)
+			fmt.Printf("%-12s %7d %7d %10.0f %10s %10s\n", "pass-through", conc, size, base.rate, base.p50, base.p99)
+			fmt.Printf("%-12s %7d %7d %10.0f %10s %10s %11s %11s\n", "whatchanged", conc, size, enr.rate, enr.p50, enr.p99,
+				(enr.p50 - base.p50).Round(time.Microsecond), (enr.p99 - base.p99).Round(time.Microsecond))
+			if enr.failed+base.failed > 0 {
+				fmt.Printf("  (failed requests: pass-through %d, whatchanged %d)\n", base.failed, enr.failed)
+			}
 		}
 	}
 	fmt.Printf("\nwhatchanged peak RSS (VmHWM): %s\n", peakRSS(cmd.Process.Pid))
