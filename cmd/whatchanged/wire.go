@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -80,9 +81,7 @@ func build(cfg Config, log *slog.Logger, withMetrics bool) (*app, error) {
 			headers["Authorization"] = "Bearer " + d.BearerToken.reveal()
 		}
 		if d.BasicAuth.Username != "" {
-			r, _ := http.NewRequest(http.MethodPost, "http://x", nil)
-			r.SetBasicAuth(d.BasicAuth.Username, d.BasicAuth.Password.reveal())
-			headers["Authorization"] = r.Header.Get("Authorization")
+			headers["Authorization"] = "Basic " + base64.StdEncoding.EncodeToString([]byte(d.BasicAuth.Username+":"+d.BasicAuth.Password.reveal()))
 		}
 		a.targets[name] = deliver.NewWebhook(name, deliver.WebhookConfig{URL: d.URL.reveal(), Headers: headers, Timeout: d.Timeout}, transport)
 	}

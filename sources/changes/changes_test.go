@@ -90,11 +90,7 @@ func TestChangesWindowAndRelation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ids []string
-	for _, c := range got {
-		ids = append(ids, c.ID)
-	}
-	if strings.Join(ids, ",") != "boundary,same-app,in" {
+	if ids := idsOf(got); ids != "boundary,same-app,in" {
 		t.Errorf("got %v, want boundary,same-app,in (newest first)", ids)
 	}
 }
@@ -116,12 +112,8 @@ func TestMaxLooseBoundsNamespaceOnlyChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ids []string
-	for _, c := range got {
-		ids = append(ids, c.ID)
-	}
 	// The five newest namespace-only changes, and the workload's own change however old.
-	if strings.Join(ids, ",") != "ns-29,ns-28,ns-27,ns-26,ns-25,own" {
+	if ids := idsOf(got); ids != "ns-29,ns-28,ns-27,ns-26,ns-25,own" {
 		t.Errorf("got %v", ids)
 	}
 }
@@ -146,12 +138,8 @@ func TestPersistsAcrossRestartAndPrunes(t *testing.T) {
 		t.Fatal("not ready after Start")
 	}
 	list, _ := s.List(ctx, now.Add(-100*time.Hour), 0)
-	var ids []string
-	for _, c := range list {
-		ids = append(ids, c.ID)
-	}
 	// "a" is past retention; "b" is the oldest beyond MaxEvents.
-	if strings.Join(ids, ",") != "e,d,c" {
+	if ids := idsOf(list); ids != "e,d,c" {
 		t.Fatalf("after restart and prune: %v, want e,d,c", ids)
 	}
 	// A pruned id may be pushed again and is new again.
@@ -233,4 +221,12 @@ func TestDecodeEventErrors(t *testing.T) {
 			t.Errorf("%s: err = %v, want field %q with %q", tt.body, err, tt.field, tt.problem)
 		}
 	}
+}
+
+func idsOf(changes []sources.Change) string {
+	ids := make([]string, len(changes))
+	for i, c := range changes {
+		ids[i] = c.ID
+	}
+	return strings.Join(ids, ",")
 }

@@ -165,10 +165,16 @@ func (c *capture) waitAccepted(t *testing.T, timeout time.Duration) captured {
 	}
 }
 
-func post(t *testing.T, url, body string, header ...string) (int, string) {
+// request sends one HTTP request; header is name, value pairs.
+func request(t *testing.T, method, url, body string, header ...string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, url, bytes.NewReader([]byte(body)))
-	req.Header.Set("Content-Type", "application/json")
+	req, err := http.NewRequestWithContext(context.Background(), method, url, bytes.NewReader([]byte(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
@@ -181,19 +187,15 @@ func post(t *testing.T, url, body string, header ...string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+func post(t *testing.T, url, body string, header ...string) (int, string) {
+	t.Helper()
+	return request(t, http.MethodPost, url, body, header...)
+}
+
 func get(t *testing.T, url string, header ...string) string {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	_, body := request(t, http.MethodGet, url, "", header...)
+	return body
 }
 
 func writeFile(t *testing.T, dir, name, content string) string {
