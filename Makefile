@@ -8,6 +8,11 @@ CACHE_DIR    ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/whatchanged
 TOOLS_DIR    := $(CACHE_DIR)/tools
 AM_VERSION   := 0.31.1
 ALERTMANAGER := $(TOOLS_DIR)/alertmanager-v$(AM_VERSION)/alertmanager
+AMTOOL       := $(TOOLS_DIR)/alertmanager-v$(AM_VERSION)/amtool
+# Prometheus from Debian's package (2.42): building it from the module proxy
+# lacks its UI and takes minutes; the package installs in seconds.
+PROMETHEUS   ?= /usr/bin/prometheus
+TEST_ENV     := WHATCHANGED_ALERTMANAGER=$(ALERTMANAGER) WHATCHANGED_AMTOOL=$(AMTOOL) WHATCHANGED_PROMETHEUS=$(PROMETHEUS)
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
@@ -25,7 +30,7 @@ run:
 
 ## test: every test — unit, golden, fuzz seeds, and end to end against a real Alertmanager.
 test: tools check
-	WHATCHANGED_ALERTMANAGER=$(ALERTMANAGER) $(GO) test -race -count=1 ./...
+	$(TEST_ENV) $(GO) test -race -count=1 ./...
 
 check:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -36,7 +41,7 @@ unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/e2e)
 
 e2e: tools
-	WHATCHANGED_ALERTMANAGER=$(ALERTMANAGER) $(GO) test -count=1 -v ./test/e2e/
+	$(TEST_ENV) $(GO) test -count=1 -v ./test/e2e/
 
 ## bench: Go benchmarks of the pipeline, then the loopback load harness. Prints figures; asserts nothing.
 bench: build
@@ -49,7 +54,7 @@ fuzz:
 	$(GO) test ./enrich/ -run '^$$' -fuzz '^FuzzDecodeWebhook$$' -fuzztime $(FUZZTIME) -parallel 1
 	$(GO) test ./enrich/ -run '^$$' -fuzz '^FuzzRuleMatch$$' -fuzztime $(FUZZTIME) -parallel 1
 
-tools: $(ALERTMANAGER)
+tools: $(ALERTMANAGER) $(AMTOOL) $(PROMETHEUS)
 
 # Alertmanager from the Go module proxy (v0.32+ cannot be built this way: its
 # UI assets are not in the module). The version ldflag sets its User-Agent.
@@ -59,6 +64,17 @@ $(ALERTMANAGER):
 	cd $(dir $@) && GOBIN=$(dir $@) GOFLAGS=-buildvcs=false $(GO) install \
 	  -ldflags "-X github.com/prometheus/common/version.Version=$(AM_VERSION)" \
 	  github.com/prometheus/alertmanager/cmd/alertmanager@v$(AM_VERSION)
+
+$(AMTOOL): $(ALERTMANAGER)
+	cd $(dir $@) && GOBIN=$(dir $@) GOFLAGS=-buildvcs=false $(GO) install \
+	  -ldflags "-X github.com/prometheus/common/version.Version=$(AM_VERSION)" \
+	  github.com/prometheus/alertmanager/cmd/amtool@v$(AM_VERSION)
+
+$(PROMETHEUS):
+	@echo "installing Debian's prometheus package (once)"
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+	@test -x $@ || { echo "prometheus not at $@; set PROMETHEUS=/path/to/prometheus"; exit 1; }
 
 clean:
 	rm -rf bin .data

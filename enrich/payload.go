@@ -217,28 +217,37 @@ func (a *Alert) encode(buf *bytes.Buffer) error {
 // writes the kept raw values as they are instead of letting encoding/json
 // re-validate them at every level (a third of the cost of a large group).
 func (p *Payload) Encode() ([]byte, error) {
-	var alerts bytes.Buffer
-	alerts.WriteByte('[')
-	for i, a := range p.Alerts {
-		if i > 0 {
-			alerts.WriteByte(',')
-		}
-		if err := a.encode(&alerts); err != nil {
-			return nil, err
-		}
+	alerts, err := EncodeAlerts(p.Alerts)
+	if err != nil {
+		return nil, err
 	}
-	alerts.WriteByte(']')
 	common, err := json.Marshal(commonAnnotations(p.Alerts))
 	if err != nil {
 		return nil, err
 	}
 	fields := maps.Clone(p.raw)
-	fields["alerts"] = alerts.Bytes()
+	fields["alerts"] = alerts
 	fields["commonAnnotations"] = common
 	var out bytes.Buffer
-	out.Grow(alerts.Len() + 1024)
+	out.Grow(len(alerts) + 1024)
 	writeObject(&out, fields)
 	return out.Bytes(), nil
+}
+
+// EncodeAlerts writes a postable-alerts array back, annotations updated.
+func EncodeAlerts(alerts []*Alert) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteByte('[')
+	for i, a := range alerts {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		if err := a.encode(&buf); err != nil {
+			return nil, err
+		}
+	}
+	buf.WriteByte(']')
+	return buf.Bytes(), nil
 }
 
 // MarshalJSON is Encode, for callers that embed a payload in other JSON.

@@ -31,6 +31,35 @@ type Config struct {
 	Rules       []enrich.Rule               `yaml:"rules"`
 	Sources     SourcesConfig               `yaml:"sources"`
 	Downstreams map[string]DownstreamConfig `yaml:"downstreams"`
+	Inline      InlineConfig                `yaml:"inline"`
+}
+
+// InlineConfig is the inline Alertmanager proxy: Prometheus posts alerts to
+// whatchanged, which enriches them and forwards to every upstream.
+type InlineConfig struct {
+	Enabled    bool             `yaml:"enabled"`
+	PathPrefix string           `yaml:"path_prefix"`
+	Upstreams  []UpstreamConfig `yaml:"upstreams"`
+}
+
+// UpstreamConfig is one Alertmanager behind the inline proxy.
+type UpstreamConfig struct {
+	Name            string          `yaml:"name"`
+	URL             string          `yaml:"url"`
+	Timeout         time.Duration   `yaml:"timeout"`
+	BearerToken     Secret          `yaml:"bearer_token"`
+	BearerTokenFile string          `yaml:"bearer_token_file"`
+	BasicAuth       BasicAuthConfig `yaml:"basic_auth"`
+	TLS             TLSConfig       `yaml:"tls"`
+}
+
+// TLSConfig is client TLS towards a downstream or upstream.
+type TLSConfig struct {
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	ServerName         string `yaml:"server_name"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
 }
 
 type LogConfig struct {
@@ -77,6 +106,7 @@ type DownstreamConfig struct {
 	BearerTokenFile string            `yaml:"bearer_token_file"`
 	BasicAuth       BasicAuthConfig   `yaml:"basic_auth"`
 	Headers         map[string]Secret `yaml:"headers"`
+	TLS             TLSConfig         `yaml:"tls"`
 }
 
 // Secret is a configured secret: it prints, logs and marshals as <secret>.
@@ -402,6 +432,7 @@ func (c *Config) finish(file string, lines map[string]int) error {
 		}
 		c.Downstreams[name] = d
 	}
+	c.finishInline(bad)
 	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
 	if len(errs) > 0 {
 		return errs
@@ -459,4 +490,42 @@ func (c Config) marshalRedacted() string {
 	enc.SetIndent(2)
 	_ = enc.Encode(c)
 	return buf.String()
+}
+
+func (c *Config) finishInline(bad func(string, string)) {
+	in := &c.Inline
+	if !in.Enabled {
+		return
+	}
+	if len(in.Upstreams) == 0 {
+		bad("inline.upstreams", "at least one Alertmanager is required when inline.enabled is true")
+	}
+	if in.PathPrefix != "" && !strings.HasPrefix(in.PathPrefix, "/") {
+		bad("inline.path_prefix", "must start with /")
+	}
+	names := map[string]bool{}
+	for i := range in.Upstreams {
+		u := &in.Upstreams[i]
+		key := fmt.Sprintf("inline.upstreams[%d]", i)
+		if u.Name == "" {
+			u.Name = fmt.Sprintf("alertmanager-%d", i)
+		}
+		if names[u.Name] {
+			bad(key+".name", fmt.Sprintf("%q is used twice", u.Name))
+		}
+		names[u.Name] = true
+		if u.URL == "" {
+			bad(key+".url", "required")
+		} else if err := checkURL(u.URL); err != nil {
+			bad(key+".url", err.Error())
+		}
+		readSecret(&u.BearerToken, u.BearerTokenFile, key+".bearer_token", bad)
+		readSecret(&u.BasicAuth.Password, u.BasicAuth.PasswordFile, key+".basic_auth.password", bad)
+		if u.Timeout < 0 {
+			bad(key+".timeout", "must not be negative")
+		}
+		if _, err := u.TLS.build(); err != nil {
+			bad(key+".tls", err.Error())
+		}
+	}
 }

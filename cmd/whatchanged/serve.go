@@ -49,12 +49,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	srv := server.New(server.Config{
 		Listen:       cfg.Listen,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes,
+		InlinePrefix: cfg.Inline.PathPrefix,
 		Auth: server.Auth{
 			BearerToken: cfg.Auth.BearerToken.reveal(), BasicUser: cfg.Auth.BasicAuth.Username,
 			BasicPassword: cfg.Auth.BasicAuth.Password.reveal(), ProtectMetrics: cfg.Auth.ProtectMetrics,
 		},
 	}, server.Deps{
-		Enricher: a.enricher, Targets: a.targets, Keeper: a.keeper, Changes: a.changes,
+		Enricher: a.enricher, Targets: a.targets, Keeper: a.keeper, Changes: a.changes, Alertmanagers: a.alertmanagers,
 		Ready: a.ready, Gatherer: a.registry, Metrics: server.NewMetrics(a.registry), Log: log,
 	})
 	httpSrv := srv.HTTPServer(cfg.Enrich.Budget + a.maxDownstreamTimeout() + 5*time.Second)
@@ -76,6 +77,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		"sources", srcNames, "routes", routes, "budget", cfg.Enrich.Budget, "auth", cfg.Auth.BearerToken != "" || cfg.Auth.BasicAuth.Username != "")
 	if a.keeper != nil {
 		log.Info("no downstream configured: enriched notifications are kept at GET /debug/notifications")
+	}
+	if a.alertmanagers != nil {
+		log.Info("inline mode: POST /api/v2/alerts is enriched and forwarded; other Alertmanager paths are proxied",
+			"prefix", cfg.Inline.PathPrefix, "upstreams", a.alertmanagers.Names())
 	}
 
 	errc := make(chan error, 1)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -31,6 +30,8 @@ type app struct {
 	enricher *enrich.Enricher
 	targets  map[string]deliver.Target
 	keeper   *deliver.Keeper
+	// alertmanagers is set in inline mode.
+	alertmanagers *deliver.Alertmanagers
 }
 
 func newLogger(cfg LogConfig, w interface{ Write([]byte) (int, error) }) *slog.Logger {
@@ -73,21 +74,35 @@ func build(cfg Config, log *slog.Logger, withMetrics bool) (*app, error) {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = 32
 	for name, d := range cfg.Downstreams {
-		headers := map[string]string{}
-		for k, v := range d.Headers {
-			headers[k] = v.reveal()
+		tr, err := transportFor(transport, d.TLS)
+		if err != nil {
+			a.close()
+			return nil, fmt.Errorf("downstreams.%s.tls: %w", name, err)
 		}
-		if !d.BearerToken.empty() {
-			headers["Authorization"] = "Bearer " + d.BearerToken.reveal()
-		}
-		if d.BasicAuth.Username != "" {
-			headers["Authorization"] = "Basic " + base64.StdEncoding.EncodeToString([]byte(d.BasicAuth.Username+":"+d.BasicAuth.Password.reveal()))
-		}
-		a.targets[name] = deliver.NewWebhook(name, deliver.WebhookConfig{URL: d.URL.reveal(), Headers: headers, Timeout: d.Timeout}, transport)
+		headers := authHeaders(d.BearerToken, d.BasicAuth, d.Headers)
+		a.targets[name] = deliver.NewWebhook(name, deliver.WebhookConfig{URL: d.URL.reveal(), Headers: headers, Timeout: d.Timeout}, tr)
 	}
 	if _, ok := a.targets["default"]; !ok {
 		a.keeper = deliver.NewKeeper(50, 16<<20)
 		a.targets["default"] = a.keeper
+	}
+	if cfg.Inline.Enabled {
+		var ups []deliver.UpstreamConfig
+		for _, u := range cfg.Inline.Upstreams {
+			tr, err := transportFor(transport, u.TLS)
+			if err != nil {
+				a.close()
+				return nil, fmt.Errorf("inline upstream %s: %w", u.Name, err)
+			}
+			ups = append(ups, deliver.UpstreamConfig{Name: u.Name, URL: u.URL, Timeout: u.Timeout,
+				Headers: authHeaders(u.BearerToken, u.BasicAuth, nil), Transport: tr})
+		}
+		am, err := deliver.NewAlertmanagers(ups)
+		if err != nil {
+			a.close()
+			return nil, err
+		}
+		a.alertmanagers = am
 	}
 	return a, nil
 }

@@ -6,9 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/url"
+	"strings"
 	"time"
 )
 
@@ -103,27 +102,9 @@ func (w *Webhook) post(ctx context.Context, body []byte) (int, error) {
 // scrub drops the URL from a client error: *url.Error quotes the full URL,
 // which for Slack-style webhooks and tokens-in-query is the secret itself.
 func (w *Webhook) scrub(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return fmt.Errorf("timeout after %s", w.cfg.Timeout)
-	}
+	err = scrubClientError(err, w.cfg.Timeout)
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return fmt.Errorf("request abandoned: %v", err)
 	}
-	var op *net.OpError
-	if errors.As(err, &op) {
-		return fmt.Errorf("%s: %v", op.Op, op.Err)
-	}
-	return errors.New(scrubString(err.Error(), w.cfg.URL))
-}
-
-func scrubString(s, secret string) string {
-	if secret == "" {
-		return s
-	}
-	return string(bytes.ReplaceAll([]byte(s), []byte(secret), []byte("<redacted>")))
+	return errors.New(strings.ReplaceAll(err.Error(), w.cfg.URL, "<redacted>"))
 }

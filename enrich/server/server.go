@@ -43,6 +43,9 @@ type Config struct {
 	Listen       string
 	Auth         Auth
 	MaxBodyBytes int64
+	// InlinePrefix is the path prefix of the inline Alertmanager API ("" for
+	// none); used only when Deps.Alertmanagers is set.
+	InlinePrefix string
 }
 
 // Deps are the parts the handlers use.
@@ -54,6 +57,10 @@ type Deps struct {
 	Keeper *deliver.Keeper
 	// Changes, when set, serves POST /api/v1/changes and GET /debug/changes.
 	Changes *changes.Source
+	// Alertmanagers, when set, turns on the inline mode: POST
+	// {prefix}/api/v2/alerts is enriched and forwarded, every other unknown
+	// path is proxied to the upstreams.
+	Alertmanagers *deliver.Alertmanagers
 	// Ready reports readiness and, when not ready, why.
 	Ready    func() (bool, string)
 	Gatherer prometheus.Gatherer
@@ -103,6 +110,28 @@ func New(cfg Config, deps Deps) *Server {
 	debug.POST("/enrich", s.debugEnrich)
 	debug.GET("/changes", s.listChanges)
 	debug.GET("/notifications", s.listNotifications)
+
+	if deps.Alertmanagers != nil {
+		prefix := "/" + strings.Trim(cfg.InlinePrefix, "/")
+		proxy := gin.WrapH(deps.Alertmanagers.Proxy(strings.TrimSuffix(prefix, "/"), cfg.MaxBodyBytes))
+		alertsPath := strings.TrimSuffix(prefix, "/") + "/api/v2/alerts"
+		r.POST(alertsPath, s.authenticate, s.inlineAlerts)
+		r.GET(alertsPath, s.authenticate, proxy) // alert queries (amtool alert query)
+		// Everything else Alertmanager serves (status, silences, UI) is
+		// proxied; whatchanged's own paths above take precedence.
+		r.HandleMethodNotAllowed = false
+		r.NoRoute(func(c *gin.Context) {
+			if p := c.Request.URL.Path; prefix != "/" && p != prefix && !strings.HasPrefix(p, prefix+"/") {
+				fail(c, http.StatusNotFound, "no such endpoint: "+c.Request.Method+" "+c.Request.URL.Path)
+				return
+			}
+			s.authenticate(c)
+			if c.IsAborted() {
+				return
+			}
+			proxy(c)
+		})
+	}
 	return s
 }
 

@@ -22,17 +22,23 @@ import (
 var (
 	whatchangedBin  string
 	alertmanagerBin string
+	amtoolBin       string
+	prometheusBin   string
 )
 
 func TestMain(m *testing.M) {
-	alertmanagerBin = os.Getenv("WHATCHANGED_ALERTMANAGER")
-	if alertmanagerBin == "" {
-		fmt.Fprintln(os.Stderr, "e2e: WHATCHANGED_ALERTMANAGER is not set; run `make test`, which builds Alertmanager into the tool cache")
-		os.Exit(1)
-	}
-	if _, err := os.Stat(alertmanagerBin); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: alertmanager binary: %v; run `make tools`\n", err)
-		os.Exit(1)
+	// The real components come from `make tools`; a missing one fails the
+	// run (it is never a reason to skip).
+	for env, dst := range map[string]*string{"WHATCHANGED_ALERTMANAGER": &alertmanagerBin, "WHATCHANGED_AMTOOL": &amtoolBin, "WHATCHANGED_PROMETHEUS": &prometheusBin} {
+		*dst = os.Getenv(env)
+		if *dst == "" {
+			fmt.Fprintf(os.Stderr, "e2e: %s is not set; run `make test`, which installs the real components\n", env)
+			os.Exit(1)
+		}
+		if _, err := os.Stat(*dst); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: %s: %v; run `make tools`\n", env, err)
+			os.Exit(1)
+		}
 	}
 	dir, err := os.MkdirTemp("", "whatchanged-e2e-")
 	if err != nil {

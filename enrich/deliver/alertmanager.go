@@ -1,0 +1,283 @@
+package deliver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// UpstreamConfig is one Alertmanager of the inline mode. Header values
+// (auth) are secrets.
+type UpstreamConfig struct {
+	Name    string
+	URL     string
+	Headers map[string]string
+	Timeout time.Duration
+	// Transport carries the upstream's TLS settings; nil: a default one.
+	Transport http.RoundTripper
+}
+
+// Alertmanagers forwards postable alerts to every upstream (Prometheus
+// would have sent to each HA replica itself) and proxies everything else to
+// the first healthy one.
+type Alertmanagers struct {
+	ups []*upstream
+}
+
+type upstream struct {
+	UpstreamConfig
+	base    *url.URL
+	client  *http.Client
+	healthy atomic.Bool
+}
+
+// NewAlertmanagers builds the upstreams; it does no I/O.
+func NewAlertmanagers(cfgs []UpstreamConfig) (*Alertmanagers, error) {
+	if len(cfgs) == 0 {
+		return nil, errors.New("inline mode needs at least one upstream Alertmanager")
+	}
+	a := &Alertmanagers{}
+	for _, c := range cfgs {
+		u, err := url.Parse(c.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("upstream %s: not an http(s) URL", c.Name)
+		}
+		if c.Timeout == 0 {
+			c.Timeout = 10 * time.Second // Prometheus's own send timeout
+		}
+		if c.Transport == nil {
+			c.Transport = http.DefaultTransport
+		}
+		up := &upstream{UpstreamConfig: c, base: u, client: &http.Client{
+			Transport: c.Transport, Timeout: c.Timeout,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}}
+		up.healthy.Store(true)
+		a.ups = append(a.ups, up)
+	}
+	return a, nil
+}
+
+// Names lists the upstreams in order.
+func (a *Alertmanagers) Names() []string {
+	names := make([]string, len(a.ups))
+	for i, u := range a.ups {
+		names[i] = u.Name
+	}
+	return names
+}
+
+// PostResult is what to answer Prometheus.
+type PostResult struct {
+	Status      int
+	Body        []byte
+	ContentType string
+	// PerUpstream says what each upstream did, for logs and the answer.
+	PerUpstream []string
+}
+
+const alertsPath = "/api/v2/alerts"
+
+// PostAlerts sends the enriched alerts to every upstream at once. 200 when
+// at least one accepted; an upstream's 400 (its body passed on) when the
+// alerts themselves are invalid; 503 when none could be reached, so the
+// caller knows the alerts are not stored anywhere. An upstream that rejects
+// the enriched body with a 4xx gets the original once: enrichment must
+// never be why alerts are refused.
+func (a *Alertmanagers) PostAlerts(ctx context.Context, enriched, original []byte) PostResult {
+	type answer struct {
+		status int
+		body   []byte
+		ctype  string
+		note   string
+	}
+	answers := make([]answer, len(a.ups))
+	var wg sync.WaitGroup
+	for i, up := range a.ups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, body, ctype, err := up.post(ctx, enriched)
+			note := ""
+			if err == nil && status >= 400 && status < 500 && status != http.StatusTooManyRequests && !bytes.Equal(enriched, original) {
+				status, body, ctype, err = up.post(ctx, original)
+				note = " (original body, after the enriched one was refused)"
+			}
+			switch {
+			case err != nil:
+				up.healthy.Store(false)
+				answers[i] = answer{note: fmt.Sprintf("%s: %v", up.Name, err)}
+			default:
+				up.healthy.Store(status < 500)
+				answers[i] = answer{status: status, body: body, ctype: ctype, note: fmt.Sprintf("%s: %d%s", up.Name, status, note)}
+			}
+		}()
+	}
+	wg.Wait()
+
+	res := PostResult{Status: http.StatusServiceUnavailable}
+	var invalid *answer
+	for i := range answers {
+		an := &answers[i]
+		res.PerUpstream = append(res.PerUpstream, an.note)
+		switch {
+		case an.status >= 200 && an.status < 300:
+			if res.Status != http.StatusOK {
+				res.Status, res.Body, res.ContentType = http.StatusOK, an.body, an.ctype
+			}
+		case an.status == http.StatusBadRequest && invalid == nil:
+			invalid = an
+		}
+	}
+	if res.Status != http.StatusOK && invalid != nil {
+		res.Status, res.Body, res.ContentType = http.StatusBadRequest, invalid.body, invalid.ctype
+	}
+	if res.Status == http.StatusServiceUnavailable {
+		res.ContentType = "application/json"
+		res.Body = fmt.Appendf(nil, `{"error":%q}`, "no upstream Alertmanager accepted the alerts: "+strings.Join(res.PerUpstream, "; "))
+	}
+	return res
+}
+
+func (up *upstream) post(ctx context.Context, body []byte) (int, []byte, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, up.base.JoinPath(alertsPath).String(), bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, "", errors.New("invalid upstream URL")
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "whatchanged")
+	for k, v := range up.Headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := up.client.Do(req)
+	if err != nil {
+		return 0, nil, "", scrubClientError(err, up.Timeout)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return resp.StatusCode, b, resp.Header.Get("Content-Type"), nil
+}
+
+// Proxy returns the handler for every other Alertmanager path (status,
+// silences, alert queries, the UI): the request goes to the first healthy
+// upstream, failing over as described at failover.RoundTrip. stripPrefix
+// is removed from the path first.
+func (a *Alertmanagers) Proxy(stripPrefix string, maxBody int64) http.Handler {
+	return &proxy{a: a, prefix: strings.TrimSuffix(stripPrefix, "/"), maxBody: maxBody}
+}
+
+type proxy struct {
+	a       *Alertmanagers
+	prefix  string
+	maxBody int64
+}
+
+func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var body []byte
+	if r.Body != nil {
+		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, p.maxBody))
+		if err != nil {
+			http.Error(w, "request body too large or unreadable", http.StatusRequestEntityTooLarge)
+			return
+		}
+		body = b
+	}
+	path := strings.TrimPrefix(r.URL.Path, p.prefix)
+	if path == "" {
+		path = "/"
+	}
+	idempotent := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions
+	var lastErr error
+	for _, up := range p.a.ordered() {
+		out, err := http.NewRequestWithContext(r.Context(), r.Method, up.base.JoinPath(path).String(), bytes.NewReader(body))
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		out.URL.RawQuery = r.URL.RawQuery
+		for k, vs := range r.Header {
+			if !hopHeader(k) {
+				out.Header[k] = vs
+			}
+		}
+		out.Header.Del("Authorization") // ours, not the upstream's
+		for k, v := range up.Headers {
+			out.Header.Set(k, v)
+		}
+		resp, err := up.client.Do(out)
+		if err != nil {
+			up.healthy.Store(false)
+			lastErr = fmt.Errorf("%s: %w", up.Name, scrubClientError(err, up.Timeout))
+			// A refused connection never reached the upstream: safe to try
+			// the next one for any method. Other failures only for reads.
+			if idempotent || errors.Is(err, syscall.ECONNREFUSED) {
+				continue
+			}
+			break
+		}
+		up.healthy.Store(resp.StatusCode < 500)
+		for k, vs := range resp.Header {
+			if !hopHeader(k) {
+				w.Header()[k] = vs
+			}
+		}
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+		resp.Body.Close()
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusBadGateway)
+	fmt.Fprintf(w, `{"error":%q}`, fmt.Sprintf("no upstream Alertmanager answered: %v", lastErr))
+}
+
+// ordered lists healthy upstreams first, each group in configured order.
+func (a *Alertmanagers) ordered() []*upstream {
+	out := make([]*upstream, 0, len(a.ups))
+	for _, u := range a.ups {
+		if u.healthy.Load() {
+			out = append(out, u)
+		}
+	}
+	for _, u := range a.ups {
+		if !u.healthy.Load() {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+var hopHeaders = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Authorization": true,
+	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true, "Content-Length": true,
+}
+
+func hopHeader(k string) bool { return hopHeaders[http.CanonicalHeaderKey(k)] }
+
+// scrubClientError keeps what failed and drops the URL (which may carry
+// credentials in its user info or query).
+func scrubClientError(err error, timeout time.Duration) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("timeout after %s", timeout)
+	}
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return fmt.Errorf("%s: %w", op.Op, op.Err)
+	}
+	return err
+}
