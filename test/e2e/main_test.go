@@ -213,6 +213,21 @@ func writeFile(t *testing.T, dir, name, content string) string {
 	return p
 }
 
+// waitMetric polls /metrics until series has want: the capture server sees a
+// request before whatchanged's delivery returns and counts it.
+func waitMetric(t *testing.T, baseURL, series, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var got string
+	for time.Now().Before(deadline) {
+		if got = metricValue(get(t, baseURL+"/metrics"), series); got == want {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Errorf("%s = %q, want %s", series, got, want)
+}
+
 func metricValue(metrics, series string) string {
 	for _, line := range strings.Split(metrics, "\n") {
 		if v, ok := strings.CutPrefix(line, series+" "); ok {

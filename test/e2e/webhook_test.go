@@ -171,10 +171,7 @@ func TestAlertmanagerNotificationArrivesEnriched(t *testing.T) {
 		}
 	}
 
-	metrics := get(t, s.wcURL+"/metrics")
-	if v := metricValue(metrics, `whatchanged_notifications_total{outcome="delivered",route="default"}`); v != "2" {
-		t.Errorf("delivered notifications metric = %q, want 2", v)
-	}
+	waitMetric(t, s.wcURL, `whatchanged_notifications_total{outcome="delivered",route="default"}`, "2")
 }
 
 func TestAlertmanagerRetriesThroughOur503(t *testing.T) {
@@ -194,10 +191,7 @@ func TestAlertmanagerRetriesThroughOur503(t *testing.T) {
 	if !strings.Contains(n.Alerts[0].Annotations["whatchanged_suspect"], "3m before the alert started") {
 		t.Errorf("retried notification not enriched: %v", n.Alerts[0].Annotations)
 	}
-	metrics := get(t, s.wcURL+"/metrics")
-	if v := metricValue(metrics, `whatchanged_notifications_total{outcome="retry",route="default"}`); v != "2" {
-		t.Errorf("retry metric = %q, want 2", v)
-	}
+	waitMetric(t, s.wcURL, `whatchanged_notifications_total{outcome="retry",route="default"}`, "2")
 }
 
 func TestAlertmanagerWithoutCredentialsIsRefused(t *testing.T) {
