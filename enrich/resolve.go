@@ -29,17 +29,16 @@ type RuleSubject struct {
 	Repo      string `yaml:"repo" json:"repo,omitempty"`
 }
 
-// Step explains one piece of a resolution: which field got which value, from
-// where. /debug/enrich and `whatchanged explain` show them.
-type Step struct {
-	Field string `json:"field"`
-	Value string `json:"value"`
-	From  string `json:"from"` // "label namespace", "rule kafka (#1)", "guess from pod name"
-}
+// Step explains one piece of a resolution; /debug/enrich and `whatchanged
+// explain` show them.
+type Step = sources.ResolutionStep
 
-// Resolver turns alert labels into a Subject.
+// Resolver turns alert labels into a Subject: label conventions, then the
+// sources that know the cluster (owner walk), then configured rules, which
+// win.
 type Resolver struct {
-	rules []compiledRule
+	rules     []compiledRule
+	resolvers []sources.SubjectResolver
 }
 
 type compiledRule struct {
@@ -59,8 +58,8 @@ type RuleError struct {
 func (e *RuleError) Error() string { return fmt.Sprintf("rules[%d].%s: %v", e.Index, e.Key, e.Err) }
 
 // NewResolver compiles the rules; the first bad one is reported with its key.
-func NewResolver(rules []Rule) (*Resolver, error) {
-	r := &Resolver{}
+func NewResolver(rules []Rule, resolvers ...sources.SubjectResolver) (*Resolver, error) {
+	r := &Resolver{resolvers: resolvers}
 	for i, rule := range rules {
 		cr, err := compileRule(i, rule)
 		if err != nil {
@@ -182,7 +181,7 @@ func (r *Resolver) Resolve(labels map[string]string) (sources.Subject, []Step) {
 	if s.Name == "" {
 		if pod := labels["pod"]; pod != "" {
 			kind, name := guessFromPod(pod)
-			from := "guess from pod name (no owner lookup: Kubernetes source not enabled)"
+			from := "guess from pod name"
 			set("kind", &s.Kind, kind, from)
 			set("name", &s.Name, name, from)
 		}
@@ -198,6 +197,12 @@ func (r *Resolver) Resolve(labels map[string]string) (sources.Subject, []Step) {
 			set("repo", &s.Repo, sources.NormalizeRepo(v), "label "+l)
 			break
 		}
+	}
+
+	for _, sr := range r.resolvers {
+		var more []Step
+		s, more = sr.ResolveSubject(labels, s)
+		steps = append(steps, more...)
 	}
 
 	for _, rule := range r.rules {

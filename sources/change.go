@@ -8,6 +8,7 @@ import (
 // and the pushed-changes API know.
 const (
 	KindRollout    = "rollout"    // a Kubernetes workload revision
+	KindRollback   = "rollback"   // a Kubernetes workload back to an earlier template
 	KindSync       = "sync"       // an Argo CD sync
 	KindRelease    = "release"    // a GitHub release
 	KindDeployment = "deployment" // a GitHub deployment
@@ -29,21 +30,23 @@ const (
 // Change is one observed change. Sources fill the observation fields; the
 // pipeline fills Relation, Score and BeforeStart when it ranks.
 type Change struct {
-	Source           string    `json:"source"`
-	Kind             string    `json:"kind"`
-	ID               string    `json:"id,omitempty"`
-	Subject          Subject   `json:"subject"`
-	Revision         string    `json:"revision,omitempty"`
-	PreviousRevision string    `json:"previousRevision,omitempty"`
-	Version          string    `json:"version,omitempty"`
-	PreviousVersion  string    `json:"previousVersion,omitempty"`
-	StartedAt        time.Time `json:"startedAt"`
-	FinishedAt       time.Time `json:"finishedAt,omitzero"`
-	Status           string    `json:"status,omitempty"`
-	Author           string    `json:"author,omitempty"`
-	Message          string    `json:"message,omitempty"`
-	URL              string    `json:"url,omitempty"`
-	CompareURL       string    `json:"compareUrl,omitempty"`
+	Source           string  `json:"source"`
+	Kind             string  `json:"kind"`
+	ID               string  `json:"id,omitempty"`
+	Subject          Subject `json:"subject"`
+	Revision         string  `json:"revision,omitempty"`
+	PreviousRevision string  `json:"previousRevision,omitempty"`
+	Version          string  `json:"version,omitempty"`
+	PreviousVersion  string  `json:"previousVersion,omitempty"`
+	// Images lists, per container, the image before and after a rollout.
+	Images     []ImageChange `json:"images,omitempty"`
+	StartedAt  time.Time     `json:"startedAt"`
+	FinishedAt time.Time     `json:"finishedAt,omitzero"`
+	Status     string        `json:"status,omitempty"`
+	Author     string        `json:"author,omitempty"`
+	Message    string        `json:"message,omitempty"`
+	URL        string        `json:"url,omitempty"`
+	CompareURL string        `json:"compareUrl,omitempty"`
 	// Links are extra named links (Argo CD app page, release, CI run). A
 	// change merged from several sources keeps every source's links.
 	Links []Link `json:"links,omitempty"`
@@ -54,6 +57,14 @@ type Change struct {
 	Relation    Relation `json:"relation,omitempty"`
 	Score       float64  `json:"score,omitempty"`
 	BeforeStart string   `json:"beforeStart,omitempty"`
+}
+
+// ImageChange is one container's image before and after a change; From is
+// empty for a container that is new.
+type ImageChange struct {
+	Container string `json:"container"`
+	From      string `json:"from,omitempty"`
+	To        string `json:"to"`
 }
 
 // Link is a named URL attached to a change.

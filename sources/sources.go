@@ -30,6 +30,24 @@ type Starter interface {
 	Ready() bool
 }
 
+// SubjectResolver is implemented by sources that know more about an
+// alert's subject than its labels say: the Kubernetes source walks a pod to
+// its Deployment and reads the workload's Argo CD app and repository. It
+// answers from caches, so it takes no context.
+type SubjectResolver interface {
+	// ResolveSubject improves s (built from label conventions) and explains
+	// each field it set.
+	ResolveSubject(labels map[string]string, s Subject) (Subject, []ResolutionStep)
+}
+
+// ResolutionStep explains one piece of a resolution: which field got which
+// value, from where.
+type ResolutionStep struct {
+	Field string `json:"field"`
+	Value string `json:"value"`
+	From  string `json:"from"` // "label namespace", "rule kafka", "owner walk: Pod a → ReplicaSet b → Deployment c"
+}
+
 // Query is one question to a source.
 type Query struct {
 	Subject Subject

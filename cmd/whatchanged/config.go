@@ -17,6 +17,7 @@ import (
 
 	"github.com/whatchanged/whatchanged/enrich"
 	"github.com/whatchanged/whatchanged/sources/changes"
+	"github.com/whatchanged/whatchanged/sources/kube"
 )
 
 // Config is the whole configuration file. Every key is documented in the
@@ -86,7 +87,14 @@ type BasicAuthConfig struct {
 }
 
 type SourcesConfig struct {
-	Changes ChangesSourceConfig `yaml:"changes"`
+	Changes    ChangesSourceConfig    `yaml:"changes"`
+	Kubernetes KubernetesSourceConfig `yaml:"kubernetes"`
+}
+
+// KubernetesSourceConfig: rollout history and owner walks, off unless enabled.
+type KubernetesSourceConfig struct {
+	Enabled     bool `yaml:"enabled"`
+	kube.Config `yaml:",inline"`
 }
 
 // ChangesSourceConfig: the pushed-changes source is on unless disabled.
@@ -406,6 +414,12 @@ func (c *Config) finish(file string, lines map[string]int) error {
 		c.Sources.Changes.Defaults()
 		for k, msg := range c.Sources.Changes.Validate() {
 			bad("sources.changes."+k, msg)
+		}
+	}
+	if c.Sources.Kubernetes.Enabled {
+		c.Sources.Kubernetes.Defaults()
+		for k, msg := range c.Sources.Kubernetes.Validate() {
+			bad("sources.kubernetes."+k, msg)
 		}
 	}
 	readSecret(&c.Auth.BearerToken, c.Auth.BearerTokenFile, "auth.bearer_token", bad)

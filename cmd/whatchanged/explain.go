@@ -86,6 +86,14 @@ func explain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err := a.start(ctx); err != nil {
 			return err
 		}
+		if a.kube != nil { // one-shot: wait for the caches, bounded
+			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			synced := a.kube.WaitForSync(wctx)
+			cancel()
+			if !synced {
+				return fmt.Errorf("kubernetes caches did not sync within 30s (is the API server reachable?)")
+			}
+		}
 		alert := &enrich.Alert{Labels: labels, StartsAt: start}
 		report = a.enricher.Enrich(ctx, []*enrich.Alert{alert}, nil)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/whatchanged/whatchanged/enrich/deliver"
 	"github.com/whatchanged/whatchanged/sources"
 	"github.com/whatchanged/whatchanged/sources/changes"
+	"github.com/whatchanged/whatchanged/sources/kube"
 	"github.com/whatchanged/whatchanged/sources/store"
 )
 
@@ -26,6 +27,7 @@ type app struct {
 	registry *prometheus.Registry
 	store    *store.Bolt
 	changes  *changes.Source
+	kube     *kube.Source
 	entries  []enrich.SourceEntry
 	enricher *enrich.Enricher
 	targets  map[string]deliver.Target
@@ -62,7 +64,18 @@ func build(cfg Config, log *slog.Logger, withMetrics bool) (*app, error) {
 		a.changes = changes.New("changes", cfg.Sources.Changes.Config, st, log)
 		a.entries = append(a.entries, enrich.SourceEntry{Source: a.changes, Timeout: cfg.Sources.Changes.Timeout})
 	}
-	resolver, err := enrich.NewResolver(cfg.Rules)
+	var resolvers []sources.SubjectResolver
+	if k := cfg.Sources.Kubernetes; k.Enabled {
+		clients, _, err := kube.ClientsFromConfig(k.Config)
+		if err != nil {
+			a.close()
+			return nil, err
+		}
+		a.kube = kube.New("kubernetes", k.Config, clients, log)
+		a.entries = append(a.entries, enrich.SourceEntry{Source: a.kube, Timeout: k.Timeout})
+		resolvers = append(resolvers, a.kube)
+	}
+	resolver, err := enrich.NewResolver(cfg.Rules, resolvers...)
 	if err != nil {
 		a.close()
 		return nil, err

@@ -1,0 +1,67 @@
+package kube
+
+import (
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// Config of the Kubernetes source.
+type Config struct {
+	// Kubeconfig is a kubeconfig file; empty: in-cluster, then $KUBECONFIG
+	// or ~/.kube/config.
+	Kubeconfig string `yaml:"kubeconfig"`
+	Context    string `yaml:"context"`
+	// Namespaces limits what is watched (and what RBAC is needed); empty:
+	// all namespaces.
+	Namespaces []string `yaml:"namespaces"`
+	// LabelSelector limits the watched workloads, ReplicaSets and pods.
+	LabelSelector string `yaml:"label_selector"`
+	// InstanceLabel is Argo CD's label-tracking key (when the app is not in
+	// the argocd.argoproj.io/tracking-id annotation).
+	InstanceLabel string `yaml:"instance_label"`
+	// RepoAnnotation names the workload annotation holding its source repository.
+	RepoAnnotation string `yaml:"repo_annotation"`
+	// Rollouts: "auto" watches Argo Rollouts when the CRD exists, "off" never.
+	Rollouts string `yaml:"rollouts"`
+	// Resync is the informers' resync period (0: none; watches keep caches fresh).
+	Resync time.Duration `yaml:"resync"`
+	// Timeout is this source's deadline per query (within the total budget).
+	Timeout time.Duration `yaml:"timeout"`
+	// SyncTimeout bounds how long /readyz waits for the first cache sync
+	// before logging that the API server is unreachable (it keeps trying).
+	SyncTimeout time.Duration `yaml:"sync_timeout"`
+}
+
+// Defaults fills unset fields.
+func (c *Config) Defaults() {
+	if c.InstanceLabel == "" {
+		c.InstanceLabel = "app.kubernetes.io/instance"
+	}
+	if c.RepoAnnotation == "" {
+		c.RepoAnnotation = "whatchanged.dev/repo"
+	}
+	if c.Rollouts == "" {
+		c.Rollouts = "auto"
+	}
+	if c.SyncTimeout == 0 {
+		c.SyncTimeout = 2 * time.Minute
+	}
+}
+
+// Validate returns problems by key.
+func (c Config) Validate() map[string]string {
+	errs := map[string]string{}
+	if _, err := labels.Parse(c.LabelSelector); err != nil {
+		errs["label_selector"] = err.Error()
+	}
+	if c.Rollouts != "auto" && c.Rollouts != "off" {
+		errs["rollouts"] = `must be "auto" or "off"`
+	}
+	for k, d := range map[string]time.Duration{"resync": c.Resync, "timeout": c.Timeout, "sync_timeout": c.SyncTimeout} {
+		if d < 0 {
+			errs[k] = "must not be negative"
+		}
+	}
+	return errs
+}

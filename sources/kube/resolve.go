@@ -1,0 +1,251 @@
+package kube
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/whatchanged/whatchanged/sources"
+)
+
+// podRS cuts a Deployment pod's name to its ReplicaSet's:
+// api-7d9f8b6c4-x2x9z → api-7d9f8b6c4.
+var podRS = regexp.MustCompile(`^(.+-[a-z0-9]{6,10})-[a-z0-9]{5}$`)
+
+// ResolveSubject improves a label-built subject from the cluster: the
+// controller owner walk of a pod (also for pods already deleted, through
+// their ReplicaSet's name), the workloads a service selects, the workloads
+// of an app label, and from the workload's own metadata its Argo CD app
+// and repository.
+func (s *Source) ResolveSubject(lbls map[string]string, subj sources.Subject) (sources.Subject, []sources.ResolutionStep) {
+	if !s.Ready() {
+		return subj, []sources.ResolutionStep{{Field: "kind", Value: subj.Kind, From: "kubernetes: " + ErrNotSynced.Error() + "; owner walk skipped"}}
+	}
+	var steps []sources.ResolutionStep
+	set := func(field string, dst *string, value, from string) {
+		if value != "" && *dst != value {
+			*dst = value
+			steps = append(steps, sources.ResolutionStep{Field: field, Value: value, From: from})
+		}
+	}
+	ns := subj.Namespace
+	explicit := false // a workload label named the workload: no walk overrides it
+	for _, l := range []string{"deployment", "statefulset", "daemonset", "rollout", "workload"} {
+		explicit = explicit || lbls[l] != ""
+	}
+
+	if pod := lbls["pod"]; pod != "" && ns != "" && !explicit {
+		if kind, name, path := s.ownerWalk(ns, pod); name != "" {
+			// Recorded even when it confirms the name guess: explain shows the walk.
+			subj.Kind, subj.Name = kind, name
+			steps = append(steps, sources.ResolutionStep{Field: "kind", Value: kind, From: path},
+				sources.ResolutionStep{Field: "name", Value: name, From: path})
+		} else if path != "" {
+			steps = append(steps, sources.ResolutionStep{Field: "name", Value: subj.Name, From: path})
+		}
+	}
+	if svc := lbls["service"]; svc != "" && ns != "" && subj.Name == "" {
+		if ws, path := s.serviceWorkloads(ns, svc); len(ws) > 0 {
+			set("kind", &subj.Kind, ws[0].kind, path)
+			set("name", &subj.Name, ws[0].meta.GetName(), path)
+		}
+	}
+	if subj.Name == "" && subj.App != "" {
+		ws := s.workloadsOfApp(ns, subj.App)
+		if len(ws) == 1 {
+			from := "the only workload of app " + subj.App
+			set("kind", &subj.Kind, ws[0].kind, from)
+			set("name", &subj.Name, ws[0].meta.GetName(), from)
+			if subj.Namespace == "" {
+				set("namespace", &subj.Namespace, ws[0].meta.GetNamespace(), from)
+			}
+		} else if len(ws) > 1 {
+			steps = append(steps, sources.ResolutionStep{Field: "name", From: fmt.Sprintf(
+				"app %s has %d workloads (%s); their changes are matched by app", subj.App, len(ws), names(ws))})
+		}
+	}
+	if subj.Name != "" {
+		ws := s.findWorkloads(subj.Namespace, subj.Kind, subj.Name)
+		if len(ws) == 0 {
+			steps = append(steps, sources.ResolutionStep{Field: "name", Value: subj.Name,
+				From: fmt.Sprintf("kubernetes: no %s %s/%s in the watched namespaces", orAny(subj.Kind), subj.Namespace, subj.Name)})
+			return subj, steps
+		}
+		w := ws[0]
+		set("kind", &subj.Kind, w.kind, "kubernetes: found "+w.key())
+		// The Argo CD app of the workload is the deploy unit; an explicit
+		// argocd_app label (or a rule, applied later) still wins.
+		if app, from := s.argoApp(w.meta); app != "" && lbls["argocd_app"] == "" {
+			set("app", &subj.App, app, "workload "+from)
+		}
+		if repo := w.meta.GetAnnotations()[s.cfg.RepoAnnotation]; repo != "" && subj.Repo == "" {
+			set("repo", &subj.Repo, sources.NormalizeRepo(repo), "workload annotation "+s.cfg.RepoAnnotation)
+		}
+		if imgs := templateImages(w.obj); len(imgs) > 0 && len(subj.Images) == 0 {
+			subj.Images = imgs
+			steps = append(steps, sources.ResolutionStep{Field: "images", Value: strings.Join(imgs, ", "), From: "workload pod template"})
+		}
+	}
+	return subj, steps
+}
+
+// ownerWalk follows controller owners from a pod to its workload. path
+// explains the walk, or why it stopped.
+func (s *Source) ownerWalk(ns, pod string) (kind, name, path string) {
+	walk := []string{"Pod " + pod}
+	for _, sc := range s.scopesFor(ns) {
+		obj, ok, _ := sc.pods.GetIndexer().GetByKey(ns + "/" + pod)
+		if !ok {
+			continue
+		}
+		m, err := metaOf(obj)
+		if err != nil {
+			continue
+		}
+		ref := controllerRef(m)
+		if ref == nil {
+			return "", "", "owner walk: Pod " + pod + " has no controller"
+		}
+		switch ref.Kind {
+		case "ReplicaSet":
+			walk = append(walk, "ReplicaSet "+ref.Name)
+			return s.replicaSetOwner(sc, ns, ref.Name, walk, "owner walk: ")
+		case KindStatefulSet, KindDaemonSet:
+			walk = append(walk, ref.Kind+" "+ref.Name)
+			return ref.Kind, ref.Name, "owner walk: " + strings.Join(walk, " → ")
+		default:
+			return "", "", fmt.Sprintf("owner walk: Pod %s is controlled by a %s, not a workload whatchanged follows", pod, ref.Kind)
+		}
+	}
+	// Deleted pod (crash loops replace pods all the time): its ReplicaSet
+	// name is in its own name.
+	if m := podRS.FindStringSubmatch(pod); m != nil {
+		for _, sc := range s.scopesFor(ns) {
+			if _, ok, _ := sc.replicaSets.GetIndexer().GetByKey(ns + "/" + m[1]); ok {
+				return s.replicaSetOwner(sc, ns, m[1], []string{"Pod " + pod + " (not in the cluster; ReplicaSet from its name)", "ReplicaSet " + m[1]}, "")
+			}
+		}
+	}
+	return "", "", fmt.Sprintf("kubernetes: pod %s/%s and its ReplicaSet are not in the cluster; kept the guess from the pod name", ns, pod)
+}
+
+func (s *Source) replicaSetOwner(sc *scope, ns, rsName string, walk []string, prefix string) (string, string, string) {
+	obj, ok, _ := sc.replicaSets.GetIndexer().GetByKey(ns + "/" + rsName)
+	if !ok {
+		return "", "", prefix + strings.Join(walk, " → ") + " (not in the cluster)"
+	}
+	rs := obj.(*appsv1.ReplicaSet)
+	ref := controllerRef(rs)
+	if ref == nil {
+		return "", "", prefix + strings.Join(walk, " → ") + " has no controller (orphaned)"
+	}
+	walk = append(walk, ref.Kind+" "+ref.Name)
+	if ref.Kind != KindDeployment && ref.Kind != KindRollout {
+		return "", "", prefix + strings.Join(walk, " → ") + ": not a workload whatchanged follows"
+	}
+	return ref.Kind, ref.Name, prefix + strings.Join(walk, " → ")
+}
+
+// serviceWorkloads finds the workloads whose pod template a service selects.
+func (s *Source) serviceWorkloads(ns, svc string) ([]workload, string) {
+	for _, sc := range s.scopesFor(ns) {
+		obj, ok, _ := sc.services.GetIndexer().GetByKey(ns + "/" + svc)
+		if !ok {
+			continue
+		}
+		sel := obj.(*corev1.Service).Spec.Selector
+		if len(sel) == 0 {
+			return nil, ""
+		}
+		selector := labels.SelectorFromSet(sel)
+		var ws []workload
+		for _, w := range s.workloadsIn(ns) {
+			if selector.Matches(labels.Set(templateLabels(w.obj))) {
+				ws = append(ws, w)
+			}
+		}
+		sort.Slice(ws, func(i, j int) bool { return ws[i].key() < ws[j].key() })
+		switch len(ws) {
+		case 0:
+			return nil, ""
+		case 1:
+			return ws, fmt.Sprintf("service %s selects %s", svc, ws[0].key())
+		}
+		return ws, fmt.Sprintf("service %s selects %d workloads (%s); using the first", svc, len(ws), names(ws))
+	}
+	return nil, ""
+}
+
+func controllerRef(m metav1.Object) *metav1.OwnerReference {
+	for _, r := range m.GetOwnerReferences() {
+		if r.Controller != nil && *r.Controller {
+			return &r
+		}
+	}
+	return nil
+}
+
+func templateLabels(obj any) map[string]string {
+	switch o := obj.(type) {
+	case *appsv1.Deployment:
+		return o.Spec.Template.Labels
+	case *appsv1.StatefulSet:
+		return o.Spec.Template.Labels
+	case *appsv1.DaemonSet:
+		return o.Spec.Template.Labels
+	case *unstructured.Unstructured:
+		l, _, _ := unstructured.NestedStringMap(o.Object, "spec", "template", "metadata", "labels")
+		return l
+	}
+	return nil
+}
+
+func templateImages(obj any) []string {
+	var cs []corev1.Container
+	switch o := obj.(type) {
+	case *appsv1.Deployment:
+		cs = o.Spec.Template.Spec.Containers
+	case *appsv1.StatefulSet:
+		cs = o.Spec.Template.Spec.Containers
+	case *appsv1.DaemonSet:
+		cs = o.Spec.Template.Spec.Containers
+	case *unstructured.Unstructured:
+		list, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+		var out []string
+		for _, c := range list {
+			if m, ok := c.(map[string]any); ok {
+				if img, ok := m["image"].(string); ok {
+					out = append(out, img)
+				}
+			}
+		}
+		return out
+	}
+	out := make([]string, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, c.Image)
+	}
+	return out
+}
+
+func names(ws []workload) string {
+	parts := make([]string, 0, len(ws))
+	for _, w := range ws {
+		parts = append(parts, w.key())
+	}
+	return strings.Join(parts, ", ")
+}
+
+func orAny(kind string) string {
+	if kind == "" {
+		return "workload"
+	}
+	return kind
+}

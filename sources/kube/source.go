@@ -1,0 +1,426 @@
+// Package kube is the Kubernetes source: rollout history of Deployments,
+// StatefulSets, DaemonSets and Argo Rollouts, read from shared informers
+// whose caches hold only what the source reads. It also resolves alert
+// labels to workloads (pod → ReplicaSet → Deployment, service → selector →
+// workloads). Answering makes no API call.
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/whatchanged/whatchanged/sources"
+)
+
+var (
+	podsGVR     = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
+	rolloutsGVR = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "rollouts"}
+)
+
+// Clients are the API clients the source uses; tests pass fakes.
+type Clients struct {
+	Kube     kubernetes.Interface
+	Metadata metadata.Interface
+	Dynamic  dynamic.Interface
+}
+
+// ClientsFromConfig reads the kubeconfig (or the in-cluster config); it
+// makes no request.
+func ClientsFromConfig(cfg Config) (Clients, *rest.Config, error) {
+	rc, err := restConfig(cfg)
+	if err != nil {
+		return Clients{}, nil, err
+	}
+	rc.UserAgent = "whatchanged"
+	kc, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return Clients{}, nil, err
+	}
+	mc, err := metadata.NewForConfig(rc)
+	if err != nil {
+		return Clients{}, nil, err
+	}
+	dc, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return Clients{}, nil, err
+	}
+	return Clients{Kube: kc, Metadata: mc, Dynamic: dc}, rc, nil
+}
+
+func restConfig(cfg Config) (*rest.Config, error) {
+	if cfg.Kubeconfig == "" && cfg.Context == "" {
+		if rc, err := rest.InClusterConfig(); err == nil {
+			return rc, nil
+		}
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if cfg.Kubeconfig != "" {
+		rules.ExplicitPath = cfg.Kubeconfig
+	} else if os.Getenv("KUBECONFIG") == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			rules.ExplicitPath = filepath.Join(home, ".kube", "config")
+		}
+	}
+	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: cfg.Context}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes: no in-cluster config and no usable kubeconfig: %w", err)
+	}
+	return rc, nil
+}
+
+// scope is the caches of one watched namespace ("" = all).
+type scope struct {
+	namespace                                          string
+	deployments, replicaSets, statefulSets, daemonSets cache.SharedIndexInformer
+	revisions, services, pods                          cache.SharedIndexInformer
+	rollouts                                           cache.SharedIndexInformer // nil unless the CRD exists
+}
+
+// Source is the Kubernetes source.
+type Source struct {
+	name    string
+	cfg     Config
+	clients Clients
+	log     *slog.Logger
+	tf      *transformer
+	now     func() time.Time
+
+	scopes  []*scope
+	synced  []cache.InformerSynced // guarded by mu
+	started atomic.Bool
+
+	mu sync.Mutex
+	// observed records when a watch saw a revision appear on an existing
+	// ReplicaSet or ControllerRevision (a rollback reuses the old one, whose
+	// creation time says nothing about when it came back).
+	observed map[string]time.Time
+}
+
+var (
+	_ sources.Source          = (*Source)(nil)
+	_ sources.Starter         = (*Source)(nil)
+	_ sources.SubjectResolver = (*Source)(nil)
+)
+
+// New builds the source; it does no I/O until Start.
+func New(name string, cfg Config, clients Clients, log *slog.Logger) *Source {
+	cfg.Defaults()
+	return &Source{name: name, cfg: cfg, clients: clients, log: log, tf: newTransformer(cfg), now: time.Now, observed: map[string]time.Time{}}
+}
+
+func (s *Source) Name() string { return s.name }
+
+// Ready reports whether every informer has synced once.
+func (s *Source) Ready() bool {
+	if !s.started.Load() {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, synced := range s.synced {
+		if !synced() {
+			return false
+		}
+	}
+	return true
+}
+
+// Start creates the informers (Argo Rollouts only when the CRD is served),
+// starts them on ctx and returns; readiness follows the first sync. Lost
+// watches are re-established by the reflectors themselves.
+func (s *Source) Start(ctx context.Context) error {
+	if s.started.Load() {
+		return errors.New("kubernetes: already started")
+	}
+	rollouts := s.cfg.Rollouts == "auto" && s.rolloutsServed()
+	namespaces := s.cfg.Namespaces
+	if len(namespaces) == 0 {
+		namespaces = []string{metav1.NamespaceAll}
+	}
+	tweak := func(o *metav1.ListOptions) { o.LabelSelector = s.cfg.LabelSelector }
+	for _, ns := range namespaces {
+		// Services are not filtered by the label selector: they select
+		// workloads, they are not workloads.
+		fs := informers.NewSharedInformerFactoryWithOptions(s.clients.Kube, s.cfg.Resync,
+			informers.WithNamespace(ns), informers.WithTransform(s.tf.transform))
+		fl := informers.NewSharedInformerFactoryWithOptions(s.clients.Kube, s.cfg.Resync,
+			informers.WithNamespace(ns), informers.WithTransform(s.tf.transform), informers.WithTweakListOptions(tweak))
+		mf := metadatainformer.NewFilteredSharedInformerFactory(s.clients.Metadata, s.cfg.Resync, ns, tweak)
+		sc := &scope{
+			namespace:    ns,
+			deployments:  fl.Apps().V1().Deployments().Informer(),
+			replicaSets:  fl.Apps().V1().ReplicaSets().Informer(),
+			statefulSets: fl.Apps().V1().StatefulSets().Informer(),
+			daemonSets:   fl.Apps().V1().DaemonSets().Informer(),
+			revisions:    fl.Apps().V1().ControllerRevisions().Informer(),
+			services:     fs.Core().V1().Services().Informer(),
+			pods:         mf.ForResource(podsGVR).Informer(),
+		}
+		if err := sc.pods.SetTransform(s.tf.transform); err != nil {
+			return err
+		}
+		var df dynamicinformer.DynamicSharedInformerFactory
+		if rollouts {
+			df = dynamicinformer.NewFilteredDynamicSharedInformerFactory(s.clients.Dynamic, s.cfg.Resync, ns, tweak)
+			sc.rollouts = df.ForResource(rolloutsGVR).Informer()
+			if err := sc.rollouts.SetTransform(s.tf.transform); err != nil {
+				return err
+			}
+		}
+		if err := s.index(sc); err != nil {
+			return err
+		}
+		fl.Start(ctx.Done())
+		fs.Start(ctx.Done())
+		mf.Start(ctx.Done())
+		if df != nil {
+			df.Start(ctx.Done())
+		}
+		s.mu.Lock()
+		for _, inf := range sc.all() {
+			s.synced = append(s.synced, inf.HasSynced)
+		}
+		s.mu.Unlock()
+		s.scopes = append(s.scopes, sc)
+	}
+	s.started.Store(true)
+	s.log.Info("kubernetes source starting", "source", s.name, "namespaces", namespaces, "rollouts", rollouts)
+	go func() { // only to say so in the log; Ready reads the informers
+		syncCtx, cancel := context.WithTimeout(ctx, s.cfg.SyncTimeout)
+		defer cancel()
+		if s.WaitForSync(syncCtx) {
+			s.log.Info("kubernetes caches synced", "source", s.name)
+		} else if ctx.Err() == nil {
+			s.log.Warn("kubernetes caches not synced yet; is the API server reachable and are list/watch allowed?", "source", s.name, "waited", s.cfg.SyncTimeout)
+		}
+	}()
+	return nil
+}
+
+// WaitForSync blocks until the caches synced or ctx ends (for one-shot use
+// such as `whatchanged explain`).
+func (s *Source) WaitForSync(ctx context.Context) bool {
+	s.mu.Lock()
+	synced := append([]cache.InformerSynced(nil), s.synced...)
+	s.mu.Unlock()
+	return cache.WaitForCacheSync(ctx.Done(), synced...)
+}
+
+func (s *Source) rolloutsServed() bool {
+	d := s.clients.Kube.Discovery()
+	if d == nil {
+		return false
+	}
+	list, err := d.ServerResourcesForGroupVersion(rolloutsGVR.GroupVersion().String())
+	if err != nil || list == nil {
+		return false
+	}
+	for _, r := range list.APIResources {
+		if r.Name == rolloutsGVR.Resource {
+			return true
+		}
+	}
+	return false
+}
+
+func (sc *scope) all() []cache.SharedIndexInformer {
+	out := []cache.SharedIndexInformer{sc.deployments, sc.replicaSets, sc.statefulSets, sc.daemonSets, sc.revisions, sc.services, sc.pods}
+	if sc.rollouts != nil {
+		out = append(out, sc.rollouts)
+	}
+	return out
+}
+
+func (sc *scope) covers(ns string) bool {
+	return sc.namespace == metav1.NamespaceAll || sc.namespace == ns
+}
+
+func (s *Source) scopesFor(ns string) []*scope {
+	var out []*scope
+	for _, sc := range s.scopes {
+		if ns == "" || sc.covers(ns) {
+			out = append(out, sc)
+		}
+	}
+	return out
+}
+
+const (
+	byOwner = "owner" // controller owner UID
+	byApp   = "app"   // "<ns>/<app>" for each app name a workload carries
+)
+
+func (s *Source) index(sc *scope) error {
+	owner := cache.Indexers{byOwner: func(obj any) ([]string, error) {
+		m, err := metaOf(obj)
+		if err != nil {
+			return nil, nil
+		}
+		for _, r := range m.GetOwnerReferences() {
+			if r.Controller != nil && *r.Controller {
+				return []string{string(r.UID)}, nil
+			}
+		}
+		return nil, nil
+	}}
+	app := cache.Indexers{byApp: func(obj any) ([]string, error) {
+		m, err := metaOf(obj)
+		if err != nil {
+			return nil, nil
+		}
+		var keys []string
+		for _, a := range s.appNames(m) {
+			keys = append(keys, m.GetNamespace()+"/"+a)
+		}
+		return keys, nil
+	}}
+	for _, inf := range []cache.SharedIndexInformer{sc.replicaSets, sc.revisions, sc.pods} {
+		if err := inf.AddIndexers(owner); err != nil {
+			return err
+		}
+	}
+	workloads := []cache.SharedIndexInformer{sc.deployments, sc.statefulSets, sc.daemonSets}
+	if sc.rollouts != nil {
+		workloads = append(workloads, sc.rollouts)
+		if _, err := sc.replicaSets.AddEventHandler(s.revisionWatcher(annRolloutRevision)); err != nil {
+			return err
+		}
+	}
+	for _, inf := range workloads {
+		if err := inf.AddIndexers(app); err != nil {
+			return err
+		}
+	}
+	if _, err := sc.replicaSets.AddEventHandler(s.revisionWatcher(annRevision)); err != nil {
+		return err
+	}
+	_, err := sc.revisions.AddEventHandler(cache.ResourceEventHandlerFuncs{UpdateFunc: func(oldObj, newObj any) {
+		o, ok1 := oldObj.(*appsv1.ControllerRevision)
+		n, ok2 := newObj.(*appsv1.ControllerRevision)
+		if ok1 && ok2 && o.Revision != n.Revision {
+			s.observe(string(n.UID), fmt.Sprint(n.Revision))
+		}
+	}})
+	return err
+}
+
+// revisionWatcher notes when an existing ReplicaSet gets a new revision
+// number: that is a rollback to its template.
+func (s *Source) revisionWatcher(annotation string) cache.ResourceEventHandler {
+	return cache.ResourceEventHandlerFuncs{UpdateFunc: func(oldObj, newObj any) {
+		o, ok1 := oldObj.(*appsv1.ReplicaSet)
+		n, ok2 := newObj.(*appsv1.ReplicaSet)
+		if ok1 && ok2 && o.Annotations[annotation] != n.Annotations[annotation] && n.Annotations[annotation] != "" {
+			s.observe(string(n.UID), n.Annotations[annotation])
+		}
+	}}
+}
+
+func (s *Source) observe(uid, rev string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.observed[uid+"@"+rev] = s.now().UTC().Truncate(time.Second)
+}
+
+func (s *Source) observedAt(uid, rev string) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.observed[uid+"@"+rev]
+	return t, ok
+}
+
+func metaOf(obj any) (metav1.Object, error) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	m, ok := obj.(metav1.Object)
+	if !ok {
+		return nil, fmt.Errorf("%T has no object metadata", obj)
+	}
+	return m, nil
+}
+
+// ErrNotSynced is returned until the caches have synced.
+var ErrNotSynced = errors.New("caches not synced yet (is the API server reachable?)")
+
+// Changes returns the rollouts of the subject's workload, of the workloads
+// of its app, and (bounded by MaxLoose) of its namespace, in the window.
+func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if !s.Ready() {
+		return nil, ErrNotSynced
+	}
+	subj := q.Subject
+	seen := map[string]bool{}
+	var out []sources.Change
+	add := func(ws []workload) {
+		for _, w := range ws {
+			if key := w.key(); !seen[key] {
+				seen[key] = true
+				out = append(out, s.history(w, q.Since, q.Until)...)
+			}
+		}
+	}
+	if subj.Name != "" {
+		add(s.findWorkloads(subj.Namespace, subj.Kind, subj.Name))
+	}
+	if subj.App != "" {
+		add(s.workloadsOfApp(subj.Namespace, subj.App))
+	}
+	if subj.Namespace != "" && subj.Name == "" && subj.App == "" {
+		var loose []sources.Change
+		for _, w := range s.workloadsIn(subj.Namespace) {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			loose = append(loose, s.history(w, q.Since, q.Until)...)
+		}
+		out = append(out, newest(loose, q.MaxLoose)...)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// workloadsIn lists every workload of a namespace.
+func (s *Source) workloadsIn(ns string) []workload {
+	var out []workload
+	for _, sc := range s.scopesFor(ns) {
+		for _, k := range workloadKinds {
+			inf := sc.informer(k)
+			if inf == nil {
+				continue
+			}
+			objs, _ := inf.GetIndexer().ByIndex(cache.NamespaceIndex, ns)
+			for _, o := range objs {
+				if w, ok := asWorkload(k, o, sc); ok {
+					out = append(out, w)
+				}
+			}
+		}
+	}
+	return out
+}

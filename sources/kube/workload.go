@@ -1,0 +1,174 @@
+package kube
+
+import (
+	"sort"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/whatchanged/whatchanged/sources"
+)
+
+// Workload kinds, as the Subject and changes name them.
+const (
+	KindDeployment  = "Deployment"
+	KindStatefulSet = "StatefulSet"
+	KindDaemonSet   = "DaemonSet"
+	KindRollout     = "Rollout"
+)
+
+var workloadKinds = []string{KindDeployment, KindStatefulSet, KindDaemonSet, KindRollout}
+
+// workload is one cached workload object with the scope it came from.
+type workload struct {
+	kind  string
+	meta  metav1.Object
+	obj   any // *appsv1.Deployment, *appsv1.StatefulSet, *appsv1.DaemonSet, *unstructured.Unstructured
+	scope *scope
+}
+
+func (w workload) key() string { return w.kind + "/" + w.meta.GetNamespace() + "/" + w.meta.GetName() }
+
+func (sc *scope) informer(kind string) cache.SharedIndexInformer {
+	switch kind {
+	case KindDeployment:
+		return sc.deployments
+	case KindStatefulSet:
+		return sc.statefulSets
+	case KindDaemonSet:
+		return sc.daemonSets
+	case KindRollout:
+		return sc.rollouts
+	}
+	return nil
+}
+
+func asWorkload(kind string, obj any, sc *scope) (workload, bool) {
+	m, err := metaOf(obj)
+	if err != nil {
+		return workload{}, false
+	}
+	switch obj.(type) {
+	case *appsv1.Deployment, *appsv1.StatefulSet, *appsv1.DaemonSet, *unstructured.Unstructured:
+		return workload{kind: kind, meta: m, obj: obj, scope: sc}, true
+	}
+	return workload{}, false
+}
+
+// findWorkloads finds a workload by namespace and name, of the given kind or,
+// when kind is empty, of any kind.
+func (s *Source) findWorkloads(ns, kind, name string) []workload {
+	var out []workload
+	for _, sc := range s.scopesFor(ns) {
+		for _, k := range workloadKinds {
+			if kind != "" && !strings.EqualFold(kind, k) {
+				continue
+			}
+			inf := sc.informer(k)
+			if inf == nil {
+				continue
+			}
+			if ns != "" {
+				if obj, ok, _ := inf.GetIndexer().GetByKey(ns + "/" + name); ok {
+					if w, ok := asWorkload(k, obj, sc); ok {
+						out = append(out, w)
+					}
+				}
+				continue
+			}
+			for _, obj := range inf.GetIndexer().List() {
+				if m, err := metaOf(obj); err == nil && m.GetName() == name {
+					if w, ok := asWorkload(k, obj, sc); ok {
+						out = append(out, w)
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// workloadsOfApp finds the workloads carrying an app name (Argo CD tracking
+// or instance label, app.kubernetes.io/name, app), sorted by key.
+func (s *Source) workloadsOfApp(ns, app string) []workload {
+	var out []workload
+	for _, sc := range s.scopesFor(ns) {
+		for _, k := range workloadKinds {
+			inf := sc.informer(k)
+			if inf == nil {
+				continue
+			}
+			var objs []any
+			if ns != "" {
+				objs, _ = inf.GetIndexer().ByIndex(byApp, ns+"/"+app)
+			} else {
+				for _, key := range inf.GetIndexer().ListIndexFuncValues(byApp) {
+					if strings.HasSuffix(key, "/"+app) {
+						more, _ := inf.GetIndexer().ByIndex(byApp, key)
+						objs = append(objs, more...)
+					}
+				}
+			}
+			for _, o := range objs {
+				if w, ok := asWorkload(k, o, sc); ok {
+					out = append(out, w)
+				}
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].key() < out[j].key() })
+	return out
+}
+
+// argoApp reads the Argo CD application of an object: the tracking-id
+// annotation "<app>:<group>/<kind>:<ns>/<name>", where <app> may be written
+// "<appNamespace>_<app>" (app names cannot contain "_"), else the instance label.
+func (s *Source) argoApp(m metav1.Object) (app, from string) {
+	if id := m.GetAnnotations()[annTrackingID]; id != "" {
+		a, _, _ := strings.Cut(id, ":")
+		if _, name, ok := strings.Cut(a, "_"); ok {
+			a = name
+		}
+		if a != "" {
+			return a, "annotation " + annTrackingID
+		}
+	}
+	if v := m.GetLabels()[s.cfg.InstanceLabel]; v != "" {
+		return v, "label " + s.cfg.InstanceLabel
+	}
+	return "", ""
+}
+
+// appNames are every name the workload may be called by as an app.
+func (s *Source) appNames(m metav1.Object) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(v string) {
+		if v != "" && !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	app, _ := s.argoApp(m)
+	add(app)
+	l := m.GetLabels()
+	add(l["app.kubernetes.io/name"])
+	add(l["app.kubernetes.io/instance"])
+	add(l["app"])
+	return out
+}
+
+// subjectOf is the subject a workload's changes carry.
+func (s *Source) subjectOf(w workload) sources.Subject {
+	app, _ := s.argoApp(w.meta)
+	if app == "" {
+		app = w.meta.GetLabels()["app.kubernetes.io/name"]
+	}
+	return sources.Subject{
+		Namespace: w.meta.GetNamespace(), Kind: w.kind, Name: w.meta.GetName(), App: app,
+		Repo: sources.NormalizeRepo(w.meta.GetAnnotations()[s.cfg.RepoAnnotation]),
+	}
+}
