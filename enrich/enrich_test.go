@@ -370,3 +370,17 @@ func TestBusyNamespaceIsBounded(t *testing.T) {
 		t.Errorf("top change %q, want the workload's own deploy", rep.Ranking[0].ID)
 	}
 }
+
+// Two revisions of one workload created in the same second: the higher
+// revision is the newer and must rank first.
+func TestSameSecondRevisionsRankByNumber(t *testing.T) {
+	chs := []sources.Change{
+		{Source: "kubernetes", Kind: "rollout", ID: "web@10", Subject: api, Revision: "10", StartedAt: t0.Add(-time.Minute)},
+		{Source: "kubernetes", Kind: "rollout", ID: "web@9", Subject: api, Revision: "9", StartedAt: t0.Add(-time.Minute)},
+	}
+	e := newTestEnricher(t, Options{}, nil, SourceEntry{Source: &staticSource{name: "kubernetes", changes: chs}})
+	rep := e.Enrich(context.Background(), []*Alert{alert(map[string]string{"namespace": "shop", "deployment": "api"})}, nil).Alerts[0]
+	if rep.Suspect == nil || rep.Suspect.Revision != "10" {
+		t.Fatalf("suspect %+v, want revision 10 (numeric, not string, order)", rep.Suspect)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -126,6 +127,13 @@ func compareRanked(a, b sources.Change) int {
 		return cmp.Compare(b.Score, a.Score)
 	case !a.StartedAt.Equal(b.StartedAt):
 		return b.StartedAt.Compare(a.StartedAt)
+	}
+	// Kubernetes times have one-second resolution: two revisions of one
+	// workload can start "together"; the higher number is the newer.
+	if ra, err1 := strconv.ParseInt(a.Revision, 10, 64); err1 == nil {
+		if rb, err2 := strconv.ParseInt(b.Revision, 10, 64); err2 == nil && ra != rb {
+			return cmp.Compare(rb, ra)
+		}
 	}
 	return cmp.Or(
 		strings.Compare(a.Source, b.Source), strings.Compare(a.ID, b.ID), strings.Compare(a.Revision, b.Revision),

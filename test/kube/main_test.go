@@ -1,0 +1,140 @@
+// Package kube_test runs the Kubernetes source and the pipeline against a
+// real kube-apiserver with etcd (envtest) and the real
+// kube-controller-manager, so ReplicaSets, revisions and
+// ControllerRevisions are what a cluster really produces. `make test`
+// builds the binaries and passes KUBEBUILDER_ASSETS and
+// WHATCHANGED_KUBE_CONTROLLER_MANAGER.
+package kube_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+var (
+	env        *envtest.Environment
+	kubeconfig string // admin kubeconfig file
+	client     kubernetes.Interface
+	cmLog      string
+)
+
+func TestMain(m *testing.M) {
+	code, err := run(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kube integration:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func run(m *testing.M) (int, error) {
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" || os.Getenv("WHATCHANGED_KUBE_CONTROLLER_MANAGER") == "" {
+		return 1, fmt.Errorf("KUBEBUILDER_ASSETS and WHATCHANGED_KUBE_CONTROLLER_MANAGER are not set; run `make test`, which builds the control plane")
+	}
+	shared, err := sharedTestdata()
+	if err != nil {
+		return 1, err
+	}
+	env = &envtest.Environment{
+		CRDInstallOptions: envtest.CRDInstallOptions{Paths: []string{filepath.Join(shared, "argo-rollouts-rollout-crd.yaml")}, ErrorIfPathMissing: true},
+	}
+	if _, err := env.Start(); err != nil {
+		return 1, fmt.Errorf("start control plane: %w", err)
+	}
+	defer env.Stop()
+
+	user, err := env.ControlPlane.AddUser(envtest.User{Name: "whatchanged-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return 1, err
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		return 1, err
+	}
+	dir, err := os.MkdirTemp("", "whatchanged-kube-")
+	if err != nil {
+		return 1, err
+	}
+	defer os.RemoveAll(dir)
+	kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		return 1, err
+	}
+	client, err = kubernetes.NewForConfig(user.Config())
+	if err != nil {
+		return 1, err
+	}
+
+	// The real controllers that turn Deployments and StatefulSets into
+	// ReplicaSets and ControllerRevisions.
+	cmLog = filepath.Join(dir, "kube-controller-manager.log")
+	logFile, err := os.Create(cmLog)
+	if err != nil {
+		return 1, err
+	}
+	cm := exec.Command(os.Getenv("WHATCHANGED_KUBE_CONTROLLER_MANAGER"),
+		"--kubeconfig="+kubeconfig, "--leader-elect=false", "--use-service-account-credentials=false",
+		"--controllers=deployment-controller,replicaset-controller,statefulset-controller,daemonset-controller,serviceaccount-controller",
+		"--secure-port=0", "--concurrent-deployment-syncs=2")
+	cm.Stdout, cm.Stderr = logFile, logFile
+	if err := cm.Start(); err != nil {
+		return 1, fmt.Errorf("start kube-controller-manager: %w", err)
+	}
+	defer func() { _ = cm.Process.Kill(); _ = cm.Wait(); logFile.Close() }()
+	return m.Run(), nil
+}
+
+// sharedTestdata finds ../shared/testdata beside the repository.
+func sharedTestdata() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := dir; d != filepath.Dir(d); d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			p := filepath.Join(d, "..", "shared", "testdata")
+			if _, err := os.Stat(p); err != nil {
+				return "", fmt.Errorf("upstream CRDs: %w (../shared/testdata must sit beside the repository)", err)
+			}
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("no go.mod above %s", dir)
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// eventually polls cond until it holds or the timeout passes, and returns
+// how long it took.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < timeout {
+		if cond() {
+			return time.Since(start)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(cmLog)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	t.Fatalf("%s: not within %s\n--- kube-controller-manager log (tail):\n%s", what, timeout, b)
+	return 0
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return c
+}
