@@ -54,6 +54,7 @@ e2e: tools
 ## bench: Go benchmarks of the pipeline, then the loopback load harness. Prints figures; asserts nothing.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./enrich/ ./sources/changes/
+	$(GO) test -run '^$$' -bench LargeCluster -benchtime 2000x ./sources/kube/
 	$(GO) run ./hack/loadtest -bin bin/whatchanged
 
 ## fuzz: run each fuzz target for FUZZTIME (their seed corpora also run in `make test`).

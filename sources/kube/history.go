@@ -94,7 +94,7 @@ func (s *Source) revisions(w workload) []revision {
 		}
 		objs, _ := w.scope.replicaSets.GetIndexer().ByIndex(byOwner, string(w.meta.GetUID()))
 		for _, o := range objs {
-			rs, ok := o.(*appsv1.ReplicaSet)
+			rs, ok := o.(*replicaSet)
 			if !ok {
 				continue
 			}
@@ -103,8 +103,7 @@ func (s *Source) revisions(w workload) []revision {
 				continue // not yet annotated by its controller
 			}
 			out = append(out, revision{number: n, uid: string(rs.UID), name: rs.Name, created: rs.CreationTimestamp.Time,
-				images: containersOf(rs.Spec.Template.Spec.Containers), changeCause: rs.Annotations[annChangeCause],
-				history: rs.Annotations[annRevisionHistory]})
+				images: rs.Containers, changeCause: rs.Annotations[annChangeCause], history: rs.Annotations[annRevisionHistory]})
 		}
 	case KindStatefulSet, KindDaemonSet:
 		objs, _ := w.scope.revisions.GetIndexer().ByIndex(byOwner, string(w.meta.GetUID()))

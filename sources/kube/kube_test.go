@@ -47,7 +47,7 @@ func deployment(ns, name string, uid types.UID, lbls map[string]string, ann map[
 
 func containerName(i int) string { return []string{"app", "sidecar", "proxy", "init"}[i] }
 
-func replicaSet(owner *appsv1.Deployment, name string, rev string, created time.Time, ann map[string]string, images ...string) *appsv1.ReplicaSet {
+func newReplicaSet(owner *appsv1.Deployment, name string, rev string, created time.Time, ann map[string]string, images ...string) *appsv1.ReplicaSet {
 	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: owner.Namespace, Name: name, UID: types.UID("uid-" + name),
 		CreationTimestamp: metav1.NewTime(created), Annotations: map[string]string{annRevision: rev},
 		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: owner.Name, UID: owner.UID, Controller: ptr(true)}}}}
@@ -105,11 +105,11 @@ func shopCluster() ([]runtime.Object, []runtime.Object) {
 	web := deployment("shop", "web", "uid-web", map[string]string{"app": "shop", "app.kubernetes.io/instance": "shop-web"}, nil, "acme/web:3")
 	worker := deployment("shop", "worker", "uid-worker", map[string]string{"app": "shop"}, nil, "acme/worker:7")
 	objs := []runtime.Object{api, web, worker,
-		replicaSet(api, "api-5b6c7d8f9", "1", t0.Add(-48*time.Hour), nil, "acme/api:1.8.2", "envoy:1.29"),
-		replicaSet(api, "api-6c7d8f9b5", "2", t0.Add(-20*time.Hour), map[string]string{annChangeCause: "bump"}, "acme/api:1.8.3", "envoy:1.29"),
-		replicaSet(api, "api-7d9f8b6c4", "4", t0.Add(-12*time.Minute), map[string]string{annChangeCause: "kubectl set image"}, "acme/api:1.8.4", "envoy:1.30"),
-		replicaSet(web, "web-8f9b5c6d7", "1", t0.Add(-30*time.Minute), nil, "acme/web:3"),
-		replicaSet(worker, "worker-9b5c6d7f8", "1", t0.Add(-40*time.Minute), nil, "acme/worker:7"),
+		newReplicaSet(api, "api-5b6c7d8f9", "1", t0.Add(-48*time.Hour), nil, "acme/api:1.8.2", "envoy:1.29"),
+		newReplicaSet(api, "api-6c7d8f9b5", "2", t0.Add(-20*time.Hour), map[string]string{annChangeCause: "bump"}, "acme/api:1.8.3", "envoy:1.29"),
+		newReplicaSet(api, "api-7d9f8b6c4", "4", t0.Add(-12*time.Minute), map[string]string{annChangeCause: "kubectl set image"}, "acme/api:1.8.4", "envoy:1.30"),
+		newReplicaSet(web, "web-8f9b5c6d7", "1", t0.Add(-30*time.Minute), nil, "acme/web:3"),
+		newReplicaSet(worker, "worker-9b5c6d7f8", "1", t0.Add(-40*time.Minute), nil, "acme/worker:7"),
 		&appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "orphan-5c6d7f8b9", UID: "uid-orphan",
 			Annotations: map[string]string{annRevision: "9"}, CreationTimestamp: metav1.NewTime(t0.Add(-time.Minute))}},
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "api-svc"}, Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "api"}}},
@@ -252,8 +252,8 @@ func TestRollbackProgressDeadlineAndStatefulSet(t *testing.T) {
 	owned := []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "pg", UID: "uid-pg", Controller: ptr(true)}}
 	objs := []runtime.Object{api, sts,
 		// Revision 1's ReplicaSet came back as revision 3: a rollback.
-		replicaSet(api, "api-5b6c7d8f9", "3", t0.Add(-48*time.Hour), map[string]string{annRevisionHistory: "1"}, "acme/api:1.8.3"),
-		replicaSet(api, "api-6c7d8f9b5", "2", t0.Add(-20*time.Hour), nil, "acme/api:1.8.4"),
+		newReplicaSet(api, "api-5b6c7d8f9", "3", t0.Add(-48*time.Hour), map[string]string{annRevisionHistory: "1"}, "acme/api:1.8.3"),
+		newReplicaSet(api, "api-6c7d8f9b5", "2", t0.Add(-20*time.Hour), nil, "acme/api:1.8.4"),
 		&appsv1.ControllerRevision{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "pg-1111", UID: "uid-cr1", OwnerReferences: owned,
 			CreationTimestamp: metav1.NewTime(t0.Add(-5 * time.Hour))}, Revision: 1, Data: template("postgres:15")},
 		&appsv1.ControllerRevision{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "pg-2222", UID: "uid-cr2", OwnerReferences: owned,

@@ -141,7 +141,7 @@ func (s *Source) replicaSetOwner(sc *scope, ns, rsName string, walk []string, pr
 	if !ok {
 		return "", "", prefix + strings.Join(walk, " → ") + " (not in the cluster)"
 	}
-	rs := obj.(*appsv1.ReplicaSet)
+	rs := obj.(*replicaSet)
 	ref := controllerRef(rs)
 	if ref == nil {
 		return "", "", prefix + strings.Join(walk, " → ") + " has no controller (orphaned)"

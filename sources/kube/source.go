@@ -328,8 +328,8 @@ func (s *Source) index(sc *scope) error {
 // number: that is a rollback to its template.
 func (s *Source) revisionWatcher(annotation string) cache.ResourceEventHandler {
 	return cache.ResourceEventHandlerFuncs{UpdateFunc: func(oldObj, newObj any) {
-		o, ok1 := oldObj.(*appsv1.ReplicaSet)
-		n, ok2 := newObj.(*appsv1.ReplicaSet)
+		o, ok1 := oldObj.(*replicaSet)
+		n, ok2 := newObj.(*replicaSet)
 		if ok1 && ok2 && o.Annotations[annotation] != n.Annotations[annotation] && n.Annotations[annotation] != "" {
 			s.observe(string(n.UID), n.Annotations[annotation])
 		}

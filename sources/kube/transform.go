@@ -2,13 +2,14 @@ package kube
 
 import (
 	"encoding/json"
-	"sort"
+	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -29,6 +30,7 @@ const (
 // managedFields; keeping them would cost hundreds of megabytes.
 type transformer struct {
 	keepAnnotations map[string]bool
+	disabled        bool // only for measuring what the transforms save
 }
 
 func newTransformer(cfg Config) *transformer {
@@ -39,6 +41,9 @@ func newTransformer(cfg Config) *transformer {
 }
 
 func (t *transformer) transform(obj any) (any, error) {
+	if t.disabled {
+		return obj, nil
+	}
 	switch o := obj.(type) {
 	case *appsv1.Deployment:
 		return &appsv1.Deployment{
@@ -48,10 +53,11 @@ func (t *transformer) transform(obj any) (any, error) {
 				Conditions: progressing(o.Status.Conditions)},
 		}, nil
 	case *appsv1.ReplicaSet:
-		return &appsv1.ReplicaSet{
-			ObjectMeta: t.meta(o.ObjectMeta),
-			Spec:       appsv1.ReplicaSetSpec{Template: slimTemplate(o.Spec.Template)},
-		}, nil
+		// The most numerous object (ten per Deployment): kept as a compact
+		// type, found by owner and name, so without labels.
+		m := t.meta(o.ObjectMeta)
+		m.Labels = nil
+		return &replicaSet{TypeMeta: o.TypeMeta, ObjectMeta: m, Containers: containersOf(o.Spec.Template.Spec.Containers)}, nil
 	case *appsv1.StatefulSet:
 		return &appsv1.StatefulSet{
 			ObjectMeta: t.meta(o.ObjectMeta),
@@ -77,10 +83,10 @@ func (t *transformer) transform(obj any) (any, error) {
 		return &appsv1.ControllerRevision{ObjectMeta: m, Revision: o.Revision}, nil
 	case *corev1.Service:
 		return &corev1.Service{ObjectMeta: t.meta(o.ObjectMeta), Spec: corev1.ServiceSpec{Selector: o.Spec.Selector}}, nil
-	case *metav1.PartialObjectMetadata: // pods, through the metadata informer
+	case *metav1.PartialObjectMetadata: // pods, through the metadata informer: only the owner walk reads them
 		return &metav1.PartialObjectMetadata{TypeMeta: o.TypeMeta, ObjectMeta: metav1.ObjectMeta{
 			Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion,
-			Labels: o.Labels, OwnerReferences: controllerOnly(o.OwnerReferences),
+			OwnerReferences: controllerOnly(o.OwnerReferences),
 		}}, nil
 	case *unstructured.Unstructured: // Argo Rollouts
 		return t.rollout(o), nil
@@ -88,6 +94,22 @@ func (t *transformer) transform(obj any) (any, error) {
 		return o, nil
 	}
 	return obj, nil
+}
+
+// replicaSet is what the cache keeps of a ReplicaSet: an
+// appsv1.ReplicaSet would carry a full, mostly empty PodSpec (about 1 KB)
+// for each of tens of thousands of objects.
+type replicaSet struct {
+	metav1.TypeMeta
+	metav1.ObjectMeta
+	Containers []container
+}
+
+func (r *replicaSet) DeepCopyObject() runtime.Object {
+	c := *r
+	c.ObjectMeta = *r.ObjectMeta.DeepCopy()
+	c.Containers = slices.Clone(r.Containers)
+	return &c
 }
 
 func (t *transformer) meta(m metav1.ObjectMeta) metav1.ObjectMeta {
@@ -210,13 +232,4 @@ func (t *transformer) rollout(u *unstructured.Unstructured) *unstructured.Unstru
 		}
 	}
 	return out
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
