@@ -317,6 +317,9 @@ func absDuration(d time.Duration) time.Duration {
 // humanDuration renders a duration the way on-call people say it: 45s, 12m,
 // 2h5m, 26h, 3d4h. Negative durations (after the start) keep their sign.
 func humanDuration(d time.Duration) string {
+	if d > -time.Second && d < time.Second {
+		return "0s" // no sign: "-0s" would read as a time after the start
+	}
 	sign := ""
 	if d < 0 {
 		sign, d = "-", -d

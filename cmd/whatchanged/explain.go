@@ -166,7 +166,7 @@ func printReport(w io.Writer, r enrich.Report) {
 			fmt.Fprintln(w, "  (no related changes in the window)")
 		}
 		for i, c := range a.Ranking {
-			fmt.Fprintf(w, "  %d. %.2f %-9s %s %s %s, %s before start\n", i+1, c.Score, c.Relation, c.Kind, c.Subject, firstNonEmpty(c.Version, c.Revision), c.BeforeStart)
+			fmt.Fprintf(w, "  %d. %.2f %-9s %s of %s %s, %s\n", i+1, c.Score, c.Relation, c.Kind, c.Subject.Short(), firstNonEmpty(c.Version, "revision "+c.Revision), c.BeforeStart+" before start")
 		}
 		fmt.Fprintln(w, "\nAnnotations")
 		keys := make([]string, 0, len(a.Annotations))

@@ -79,13 +79,14 @@ func (e usageError) Error() string { return e.msg }
 
 // commonFlags are shared by serve and explain; flags override the file.
 type commonFlags struct {
-	config, listen, forwardURL, dataDir, logLevel, logFormat string
+	config, listen, forwardURL, dataDir, logLevel, logFormat, kubeconfig string
 }
 
 func (f *commonFlags) register(fs *flag.FlagSet, withServe bool) {
 	fs.StringVar(&f.config, "config", "", "config file (YAML); none: the embedded default")
 	fs.StringVar(&f.dataDir, "data-dir", "", "directory of the embedded store (overrides data_dir)")
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (overrides log.level)")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file; turns the Kubernetes source on (sources.kubernetes)")
 	if withServe {
 		fs.StringVar(&f.listen, "listen", "", "listen address host:port (overrides listen)")
 		fs.StringVar(&f.forwardURL, "forward-url", "", "URL of the default downstream (overrides downstreams.default.url; env WHATCHANGED_FORWARD_URL)")
@@ -111,6 +112,10 @@ func (f *commonFlags) load() (Config, error) {
 		}
 		if f.logFormat != "" {
 			cfg.Log.Format = f.logFormat
+		}
+		if f.kubeconfig != "" {
+			cfg.Sources.Kubernetes.Enabled = true
+			cfg.Sources.Kubernetes.Kubeconfig = f.kubeconfig
 		}
 		if fwd != "" {
 			if cfg.Downstreams == nil {

@@ -37,7 +37,7 @@ func realisticTemplate(name, image string) corev1.PodTemplateSpec {
 		Spec: corev1.PodSpec{
 			Containers: []corev1.Container{
 				{Name: "app", Image: image, Env: env, LivenessProbe: probe, ReadinessProbe: probe,
-					Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")}},
+					Resources:    corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")}},
 					VolumeMounts: []corev1.VolumeMount{{Name: "config", MountPath: "/etc/app"}}},
 				{Name: "proxy", Image: "envoy:1.30", Args: []string{"--config", "/etc/envoy/envoy.yaml", "--log-level", "info"}},
 			},
