@@ -404,23 +404,3 @@ func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change
 	}
 	return out, nil
 }
-
-// workloadsIn lists every workload of a namespace.
-func (s *Source) workloadsIn(ns string) []workload {
-	var out []workload
-	for _, sc := range s.scopesFor(ns) {
-		for _, k := range workloadKinds {
-			inf := sc.informer(k)
-			if inf == nil {
-				continue
-			}
-			objs, _ := inf.GetIndexer().ByIndex(cache.NamespaceIndex, ns)
-			for _, o := range objs {
-				if w, ok := asWorkload(k, o, sc); ok {
-					out = append(out, w)
-				}
-			}
-		}
-	}
-	return out
-}

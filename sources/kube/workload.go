@@ -58,29 +58,14 @@ func asWorkload(kind string, obj any, sc *scope) (workload, bool) {
 	return workload{}, false
 }
 
-// findWorkloads finds a workload by namespace and name, of the given kind or,
-// when kind is empty, of any kind.
-func (s *Source) findWorkloads(ns, kind, name string) []workload {
+// collectWorkloads asks pick for the objects of each workload informer
+// of the scopes covering ns (all scopes when ns is empty).
+func (s *Source) collectWorkloads(ns string, pick func(kind string, idx cache.Indexer) []any) []workload {
 	var out []workload
 	for _, sc := range s.scopesFor(ns) {
 		for _, k := range workloadKinds {
-			if kind != "" && !strings.EqualFold(kind, k) {
-				continue
-			}
-			inf := sc.informer(k)
-			if inf == nil {
-				continue
-			}
-			if ns != "" {
-				if obj, ok, _ := inf.GetIndexer().GetByKey(ns + "/" + name); ok {
-					if w, ok := asWorkload(k, obj, sc); ok {
-						out = append(out, w)
-					}
-				}
-				continue
-			}
-			for _, obj := range inf.GetIndexer().List() {
-				if m, err := metaOf(obj); err == nil && m.GetName() == name {
+			if inf := sc.informer(k); inf != nil {
+				for _, obj := range pick(k, inf.GetIndexer()) {
 					if w, ok := asWorkload(k, obj, sc); ok {
 						out = append(out, w)
 					}
@@ -91,34 +76,54 @@ func (s *Source) findWorkloads(ns, kind, name string) []workload {
 	return out
 }
 
+// workloadsIn lists every workload of a namespace.
+func (s *Source) workloadsIn(ns string) []workload {
+	return s.collectWorkloads(ns, func(_ string, idx cache.Indexer) []any {
+		objs, _ := idx.ByIndex(cache.NamespaceIndex, ns)
+		return objs
+	})
+}
+
+// findWorkloads finds a workload by namespace and name, of the given kind or,
+// when kind is empty, of any kind.
+func (s *Source) findWorkloads(ns, kind, name string) []workload {
+	return s.collectWorkloads(ns, func(k string, idx cache.Indexer) []any {
+		if kind != "" && !strings.EqualFold(kind, k) {
+			return nil
+		}
+		if ns != "" {
+			if obj, ok, _ := idx.GetByKey(ns + "/" + name); ok {
+				return []any{obj}
+			}
+			return nil
+		}
+		var objs []any
+		for _, obj := range idx.List() {
+			if m, err := metaOf(obj); err == nil && m.GetName() == name {
+				objs = append(objs, obj)
+			}
+		}
+		return objs
+	})
+}
+
 // workloadsOfApp finds the workloads carrying an app name (Argo CD tracking
 // or instance label, app.kubernetes.io/name, app), sorted by key.
 func (s *Source) workloadsOfApp(ns, app string) []workload {
-	var out []workload
-	for _, sc := range s.scopesFor(ns) {
-		for _, k := range workloadKinds {
-			inf := sc.informer(k)
-			if inf == nil {
-				continue
-			}
-			var objs []any
-			if ns != "" {
-				objs, _ = inf.GetIndexer().ByIndex(byApp, ns+"/"+app)
-			} else {
-				for _, key := range inf.GetIndexer().ListIndexFuncValues(byApp) {
-					if strings.HasSuffix(key, "/"+app) {
-						more, _ := inf.GetIndexer().ByIndex(byApp, key)
-						objs = append(objs, more...)
-					}
-				}
-			}
-			for _, o := range objs {
-				if w, ok := asWorkload(k, o, sc); ok {
-					out = append(out, w)
-				}
+	out := s.collectWorkloads(ns, func(_ string, idx cache.Indexer) []any {
+		if ns != "" {
+			objs, _ := idx.ByIndex(byApp, ns+"/"+app)
+			return objs
+		}
+		var objs []any
+		for _, key := range idx.ListIndexFuncValues(byApp) {
+			if strings.HasSuffix(key, "/"+app) {
+				more, _ := idx.ByIndex(byApp, key)
+				objs = append(objs, more...)
 			}
 		}
-	}
+		return objs
+	})
 	sort.Slice(out, func(i, j int) bool { return out[i].key() < out[j].key() })
 	return out
 }
