@@ -55,6 +55,7 @@ e2e: tools
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./enrich/ ./sources/changes/
 	$(GO) test -run '^$$' -bench LargeCluster -benchtime 2000x ./sources/kube/
+	$(GO) test -run '^$$' -bench RefreshBudget -benchtime 1x ./sources/github/
 	$(GO) run ./hack/loadtest -bin bin/whatchanged
 
 ## fuzz: run each fuzz target for FUZZTIME (their seed corpora also run in `make test`).

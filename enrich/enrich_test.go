@@ -384,3 +384,22 @@ func TestSameSecondRevisionsRankByNumber(t *testing.T) {
 		t.Fatalf("suspect %+v, want revision 10 (numeric, not string, order)", rep.Suspect)
 	}
 }
+
+// A source answering from a stale cache returns changes and an error: both
+// reach the annotations.
+func TestStaleAnswerKeepsChangesAndError(t *testing.T) {
+	src := &staleSource{changes: fixtureChanges()[1:2]}
+	e := newTestEnricher(t, Options{}, nil, SourceEntry{Source: src})
+	a := alert(map[string]string{"namespace": "shop", "deployment": "api"})
+	e.Enrich(context.Background(), []*Alert{a}, nil)
+	if a.Annotations["whatchanged_suspect"] == "" || a.Annotations["whatchanged_error"] != "github: rate limited until 2026-11-21T11:00:00Z" {
+		t.Errorf("annotations = %v", a.Annotations)
+	}
+}
+
+type staleSource struct{ changes []sources.Change }
+
+func (s *staleSource) Name() string { return "github" }
+func (s *staleSource) Changes(context.Context, sources.Query) ([]sources.Change, error) {
+	return s.changes, errString("rate limited until 2026-11-21T11:00:00Z")
+}

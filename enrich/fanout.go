@@ -120,7 +120,9 @@ func (e *Enricher) ask(ctx context.Context, entry SourceEntry, q sources.Query) 
 		if err == nil {
 			err = ctx.Err()
 		}
-		res = SourceResult{Source: name, Duration: res.Duration, Error: err.Error()}
+		// Changes returned with an error are a stale answer with its reason
+		// (a rate-limited source serving its cache): keep both.
+		res.Error = err.Error()
 		outcome = "error"
 	}
 	// A source must not claim changes under another name.

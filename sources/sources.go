@@ -19,6 +19,8 @@ type Source interface {
 	// Changes returns the changes related to q.Subject in q's window, in any
 	// order. It must return promptly with ctx.Err() once ctx is done, and an
 	// empty result (not an error) for a subject it knows nothing about.
+	// Changes returned together with an error are a stale answer (from a
+	// cache) and are used; the error is shown beside them.
 	Changes(ctx context.Context, q Query) ([]Change, error)
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/whatchanged/whatchanged/enrich"
 	"github.com/whatchanged/whatchanged/sources/changes"
+	"github.com/whatchanged/whatchanged/sources/github"
 	"github.com/whatchanged/whatchanged/sources/kube"
 )
 
@@ -89,6 +90,23 @@ type BasicAuthConfig struct {
 type SourcesConfig struct {
 	Changes    ChangesSourceConfig    `yaml:"changes"`
 	Kubernetes KubernetesSourceConfig `yaml:"kubernetes"`
+	GitHub     GitHubSourceConfig     `yaml:"github"`
+}
+
+// GitHubSourceConfig: releases, deployments and compares of the
+// repositories alerts map to. Token or GitHub App; off unless enabled.
+type GitHubSourceConfig struct {
+	Enabled       bool            `yaml:"enabled"`
+	Token         Secret          `yaml:"token"`
+	TokenFile     string          `yaml:"token_file"`
+	App           GitHubAppConfig `yaml:"app"`
+	github.Config `yaml:",inline"`
+}
+
+type GitHubAppConfig struct {
+	AppID          int64  `yaml:"app_id"`
+	InstallationID int64  `yaml:"installation_id"`
+	PrivateKeyFile string `yaml:"private_key_file"`
 }
 
 // KubernetesSourceConfig: rollout history and owner walks, off unless enabled.
@@ -421,6 +439,29 @@ func (c *Config) finish(file string, lines map[string]int) error {
 		for k, msg := range c.Sources.Kubernetes.Validate() {
 			bad("sources.kubernetes."+k, msg)
 		}
+	}
+	if g := &c.Sources.GitHub; g.Enabled {
+		g.Defaults()
+		for k, msg := range g.Validate() {
+			bad("sources.github."+k, msg)
+		}
+		readSecret(&g.Token, g.TokenFile, "sources.github.token", bad)
+		switch {
+		case g.App.AppID != 0:
+			if !g.Token.empty() {
+				bad("sources.github", "set token or app, not both")
+			}
+			if g.App.InstallationID == 0 || g.App.PrivateKeyFile == "" {
+				bad("sources.github.app", "app_id, installation_id and private_key_file are all required")
+			} else if key, err := os.ReadFile(g.App.PrivateKeyFile); err != nil {
+				bad("sources.github.app.private_key_file", err.Error())
+			} else {
+				g.Config.App = &github.App{AppID: g.App.AppID, InstallationID: g.App.InstallationID, PrivateKey: key}
+			}
+		case g.Token.empty():
+			bad("sources.github", "token, token_file or app is required (anonymous access allows 60 requests an hour)")
+		}
+		g.Config.Token = g.Token.reveal()
 	}
 	readSecret(&c.Auth.BearerToken, c.Auth.BearerTokenFile, "auth.bearer_token", bad)
 	readSecret(&c.Auth.BasicAuth.Password, c.Auth.BasicAuth.PasswordFile, "auth.basic_auth.password", bad)

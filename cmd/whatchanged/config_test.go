@@ -197,3 +197,24 @@ func writeTestFile(t *testing.T, dir, name, content string) string {
 	}
 	return p
 }
+
+func TestGitHubConfig(t *testing.T) {
+	dir := t.TempDir()
+	tok := writeTestFile(t, dir, "tok", "ghp_secret\n")
+	cfg, err := parseConfig("c.yaml", []byte("data_dir: "+dir+"\nsources:\n  github:\n    enabled: true\n    token_file: "+tok+"\n    base_url: https://ghe.example.com/api/v3\n    environments: [production]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := cfg.Sources.GitHub
+	if g.Config.Token != "ghp_secret" || g.BaseURL != "https://ghe.example.com/api/v3/" || g.Refresh != 5*time.Minute || strings.Contains(cfg.marshalRedacted(), "ghp_secret") {
+		t.Errorf("github config = %+v", g.Config)
+	}
+	_, err = parseConfig("c.yaml", []byte("sources:\n  github:\n    enabled: true\n    app:\n      app_id: 7\n"))
+	if err == nil || !strings.Contains(err.Error(), "c.yaml:4: sources.github.app: app_id, installation_id and private_key_file are all required") {
+		t.Errorf("incomplete app: %v", err)
+	}
+	_, err = parseConfig("c.yaml", []byte("sources:\n  github:\n    enabled: true\n"))
+	if err == nil || !strings.Contains(err.Error(), "token, token_file or app is required") {
+		t.Errorf("no credentials: %v", err)
+	}
+}

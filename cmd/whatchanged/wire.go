@@ -15,6 +15,7 @@ import (
 	"github.com/whatchanged/whatchanged/enrich/deliver"
 	"github.com/whatchanged/whatchanged/sources"
 	"github.com/whatchanged/whatchanged/sources/changes"
+	"github.com/whatchanged/whatchanged/sources/github"
 	"github.com/whatchanged/whatchanged/sources/kube"
 	"github.com/whatchanged/whatchanged/sources/store"
 )
@@ -74,6 +75,26 @@ func build(cfg Config, log *slog.Logger, withMetrics bool) (*app, error) {
 		a.kube = kube.New("kubernetes", k.Config, clients, log)
 		a.entries = append(a.entries, enrich.SourceEntry{Source: a.kube, Timeout: k.Timeout})
 		resolvers = append(resolvers, a.kube)
+	}
+	if g := cfg.Sources.GitHub; g.Enabled {
+		src, err := github.New("github", g.Config, http.DefaultTransport.(*http.Transport).Clone(), log)
+		if err != nil {
+			a.close()
+			return nil, err
+		}
+		a.entries = append(a.entries, enrich.SourceEntry{Source: src, Timeout: g.Timeout})
+		if withMetrics {
+			a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "whatchanged_github_rate_limit_remaining",
+				Help: "Requests left in GitHub's rate-limit window, as GitHub last said (-1: not yet known).",
+			}, func() float64 { return float64(src.Stats().Remaining) }))
+			a.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "whatchanged_github_requests_total", Help: "Requests sent to GitHub.",
+			}, func() float64 { return float64(src.Stats().Requests) }))
+			a.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "whatchanged_github_not_modified_total", Help: "Requests GitHub answered 304 (free of rate limit).",
+			}, func() float64 { return float64(src.Stats().NotModified) }))
+		}
 	}
 	resolver, err := enrich.NewResolver(cfg.Rules, resolvers...)
 	if err != nil {

@@ -1,0 +1,429 @@
+// Package github is the GitHub source: releases and deployments of the
+// repositories alerts map to, with the commits between the previous and the
+// newest one. It spends the rate limit as a budget: every request is
+// conditional (a 304 costs nothing), an alert storm makes one request per
+// repository, repositories seen recently are refreshed in the background so
+// alerts read from cache, and a rate-limited GitHub is reported, not waited for.
+package github
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bradleyfalzon/ghinstallation/v2"
+	gh "github.com/google/go-github/v60/github"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/whatchanged/whatchanged/sources"
+)
+
+// Per repository and refresh: the newest releases and deployments, and the
+// latest status of the newest deployments. Bounded so one refresh of a
+// repository is a handful of (mostly 304) requests.
+const (
+	perPage          = 20
+	statusesFor      = 3
+	maxCompareLines  = 5
+	maxCompareAuthor = 5
+)
+
+// Source is the GitHub source.
+type Source struct {
+	name   string
+	cfg    Config
+	log    *slog.Logger
+	client *gh.Client
+	budget *budgetTransport
+	host   string
+	now    func() time.Time
+
+	flight singleflight.Group
+	mu     sync.Mutex
+	repos  map[string]*repoState // "owner/name" →
+	// compares between two fixed refs never change: cached for good.
+	compares map[string]compare
+}
+
+type repoState struct {
+	lastAsked time.Time
+	fetched   time.Time
+	changes   []sources.Change
+	err       error
+}
+
+type compare struct {
+	url     string
+	commits int
+	authors []string
+	lines   []string
+}
+
+var (
+	_ sources.Source  = (*Source)(nil)
+	_ sources.Starter = (*Source)(nil)
+)
+
+// New builds the source and its client; it does no I/O.
+func New(name string, cfg Config, base http.RoundTripper, log *slog.Logger) (*Source, error) {
+	cfg.Defaults()
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	budget := newBudgetTransport(base)
+	var rt http.RoundTripper = budget
+	switch {
+	case cfg.App != nil:
+		itr, err := ghinstallation.New(budget, cfg.App.AppID, cfg.App.InstallationID, cfg.App.PrivateKey)
+		if err != nil {
+			return nil, fmt.Errorf("github app private key: %w", err)
+		}
+		itr.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
+		rt = itr
+	case cfg.Token != "":
+		rt = &tokenTransport{token: cfg.Token, next: budget}
+	}
+	client := gh.NewClient(&http.Client{Transport: rt})
+	u, err := url.Parse(cfg.BaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("github base_url: %w", err)
+	}
+	client.BaseURL = u
+	return &Source{name: name, cfg: cfg, log: log, client: client, budget: budget, host: cfg.host(), now: time.Now,
+		repos: map[string]*repoState{}, compares: map[string]compare{}}, nil
+}
+
+type tokenTransport struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (t *tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+t.token)
+	return t.next.RoundTrip(r)
+}
+
+func (s *Source) Name() string { return s.name }
+func (s *Source) Ready() bool  { return true } // nothing to sync: repositories are learnt from alerts
+
+// Stats reports requests made, 304s and the remaining rate limit.
+func (s *Source) Stats() Stats { return s.budget.stats() }
+
+// Start refreshes the repositories alerts asked about, every Refresh,
+// until ctx ends.
+func (s *Source) Start(ctx context.Context) error {
+	go func() {
+		t := time.NewTicker(s.cfg.Refresh)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				s.RefreshAll(ctx)
+			}
+		}
+	}()
+	return nil
+}
+
+// RefreshAll re-reads every repository asked about within KeepFor and
+// forgets the others.
+func (s *Source) RefreshAll(ctx context.Context) {
+	s.mu.Lock()
+	var due []string
+	for repo, st := range s.repos {
+		if s.now().Sub(st.lastAsked) > s.cfg.KeepFor {
+			delete(s.repos, repo)
+			continue
+		}
+		due = append(due, repo)
+	}
+	s.mu.Unlock()
+	sort.Strings(due)
+	for _, repo := range due {
+		if ctx.Err() != nil {
+			return
+		}
+		_, _ = s.fetch(ctx, repo)
+	}
+}
+
+// Changes answers from the repository's cached state; the first alert for a
+// repository fetches it (once, however many alerts ask at the same time).
+func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	repo, ok := s.ownerRepo(q.Subject.Repo)
+	if !ok {
+		return nil, nil
+	}
+	s.mu.Lock()
+	st := s.repos[repo]
+	if st == nil {
+		st = &repoState{}
+		s.repos[repo] = st
+	}
+	st.lastAsked = s.now()
+	fetched, changes, err := !st.fetched.IsZero(), st.changes, st.err
+	s.mu.Unlock()
+	if !fetched {
+		changes, err = s.fetch(ctx, repo)
+	}
+	var out []sources.Change
+	for _, c := range changes {
+		if !c.StartedAt.Before(q.Since) && !c.StartedAt.After(q.Until) {
+			out = append(out, c)
+		}
+	}
+	if err != nil {
+		if len(out) > 0 || errors.Is(err, errNotFound) {
+			// Serve what the cache has, and say why it may be stale.
+			return out, err
+		}
+		return nil, err
+	}
+	return out, ctx.Err()
+}
+
+var errNotFound = errors.New("not found")
+
+// ownerRepo maps a normalised repository ("github.com/acme/api") to
+// "acme/api" when it lives on this source's host.
+func (s *Source) ownerRepo(repo string) (string, bool) {
+	host, path, ok := strings.Cut(sources.NormalizeRepo(repo), "/")
+	if !ok || host != s.host || strings.Count(path, "/") != 1 {
+		return "", false
+	}
+	return path, true
+}
+
+// fetch reads a repository once for every concurrent caller and stores the
+// result; on failure the previous changes are kept and the error recorded.
+func (s *Source) fetch(ctx context.Context, repo string) ([]sources.Change, error) {
+	type result struct {
+		changes []sources.Change
+		err     error
+	}
+	ch := s.flight.DoChan(repo, func() (any, error) {
+		// Detached from the first caller's deadline: the answer serves every
+		// later alert, so a short budget must not waste the request.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		changes, err := s.read(fctx, repo)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		st := s.repos[repo]
+		if st == nil {
+			st = &repoState{lastAsked: s.now()}
+			s.repos[repo] = st
+		}
+		st.fetched = s.now()
+		st.err = err
+		if err == nil {
+			st.changes = changes
+		}
+		return result{st.changes, err}, nil
+	})
+	select {
+	case r := <-ch:
+		res := r.Val.(result)
+		return res.changes, res.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// read makes the requests for one repository.
+func (s *Source) read(ctx context.Context, repo string) ([]sources.Change, error) {
+	owner, name, _ := strings.Cut(repo, "/")
+	var out []sources.Change
+	releases, _, err := s.client.Repositories.ListReleases(ctx, owner, name, &gh.ListOptions{PerPage: perPage})
+	if err != nil {
+		return nil, s.describe(repo, "list releases", err)
+	}
+	var rel []sources.Change
+	for _, r := range releases {
+		if r.GetDraft() || r.PublishedAt == nil {
+			continue
+		}
+		c := sources.Change{Source: s.name, Kind: sources.KindRelease, ID: fmt.Sprintf("%s/releases/%d", repo, r.GetID()),
+			Subject: sources.Subject{Repo: s.host + "/" + repo}, Version: r.GetTagName(), StartedAt: r.GetPublishedAt().UTC(),
+			FinishedAt: r.GetPublishedAt().UTC(), Status: sources.StatusSucceeded, Author: r.GetAuthor().GetLogin(),
+			URL: r.GetHTMLURL(), Message: r.GetName()}
+		if r.GetPrerelease() {
+			c.Message = strings.TrimSpace(c.Message + " (prerelease)")
+		}
+		rel = append(rel, c)
+	}
+	sort.Slice(rel, func(i, j int) bool { return rel[i].StartedAt.After(rel[j].StartedAt) })
+	if len(rel) > 1 {
+		rel[0].PreviousVersion = rel[1].Version
+		s.attachCompare(ctx, repo, &rel[0], rel[1].Version, rel[0].Version)
+	}
+	out = append(out, rel...)
+
+	envs := s.cfg.Environments
+	if len(envs) == 0 {
+		envs = []string{""}
+	}
+	var deps []sources.Change
+	for _, env := range envs {
+		list, _, err := s.client.Repositories.ListDeployments(ctx, owner, name, &gh.DeploymentsListOptions{Environment: env, ListOptions: gh.ListOptions{PerPage: perPage}})
+		if err != nil {
+			return nil, s.describe(repo, "list deployments", err)
+		}
+		for i, d := range list {
+			c := sources.Change{Source: s.name, Kind: sources.KindDeployment, ID: fmt.Sprintf("%s/deployments/%d", repo, d.GetID()),
+				Subject: sources.Subject{Repo: s.host + "/" + repo}, Revision: d.GetSHA(), Version: d.GetRef(),
+				StartedAt: d.GetCreatedAt().UTC(), Author: d.GetCreator().GetLogin(), Message: "to " + d.GetEnvironment(), Status: sources.StatusUnknown}
+			if i < statusesFor {
+				st, _, err := s.client.Repositories.ListDeploymentStatuses(ctx, owner, name, d.GetID(), &gh.ListOptions{PerPage: 1})
+				if err != nil {
+					return nil, s.describe(repo, "list deployment statuses", err)
+				}
+				if len(st) > 0 {
+					c.Status = deploymentStatus(st[0].GetState())
+					c.URL = firstNonEmpty(st[0].GetLogURL(), st[0].GetEnvironmentURL(), st[0].GetTargetURL())
+					if c.Status == sources.StatusSucceeded || c.Status == sources.StatusFailed {
+						c.FinishedAt = st[0].GetCreatedAt().UTC()
+					}
+				}
+			}
+			deps = append(deps, c)
+		}
+	}
+	sort.Slice(deps, func(i, j int) bool { return deps[i].StartedAt.After(deps[j].StartedAt) })
+	if len(deps) > 1 && deps[0].Revision != "" && deps[1].Revision != "" && deps[0].Revision != deps[1].Revision {
+		deps[0].PreviousRevision = deps[1].Revision
+		s.attachCompare(ctx, repo, &deps[0], deps[1].Revision, deps[0].Revision)
+	}
+	return append(out, deps...), nil
+}
+
+// attachCompare adds the commits between two refs to the newest change:
+// count, authors, first lines, the compare link. A failure leaves the change
+// without them; compares are immutable and cached for good.
+func (s *Source) attachCompare(ctx context.Context, repo string, c *sources.Change, base, head string) {
+	key := repo + "@" + base + "..." + head
+	s.mu.Lock()
+	cmp, ok := s.compares[key]
+	s.mu.Unlock()
+	if !ok {
+		owner, name, _ := strings.Cut(repo, "/")
+		res, _, err := s.client.Repositories.CompareCommits(ctx, owner, name, base, head, &gh.ListOptions{PerPage: 100})
+		if err != nil {
+			s.log.Debug("github compare failed", "source", s.name, "repo", repo, "err", s.describe(repo, "compare", err))
+			return
+		}
+		cmp = compare{url: res.GetHTMLURL(), commits: res.GetTotalCommits()}
+		seen := map[string]bool{}
+		for _, commit := range res.Commits {
+			login := commit.GetAuthor().GetLogin()
+			if login == "" {
+				login = commit.GetCommit().GetAuthor().GetName()
+			}
+			if login != "" && !seen[login] && len(cmp.authors) < maxCompareAuthor {
+				seen[login] = true
+				cmp.authors = append(cmp.authors, login)
+			}
+		}
+		for i := len(res.Commits) - 1; i >= 0 && len(cmp.lines) < maxCompareLines; i-- { // newest first
+			line, _, _ := strings.Cut(res.Commits[i].GetCommit().GetMessage(), "\n")
+			cmp.lines = append(cmp.lines, truncate(line, 100))
+		}
+		s.mu.Lock()
+		s.compares[key] = cmp
+		s.mu.Unlock()
+	}
+	c.CompareURL = cmp.url
+	if cmp.commits > 0 {
+		summary := fmt.Sprintf("%d commit(s) by %s", cmp.commits, strings.Join(cmp.authors, ", "))
+		if len(cmp.lines) > 0 {
+			summary += ": " + strings.Join(cmp.lines, "; ")
+		}
+		if c.Message != "" {
+			summary = c.Message + " — " + summary
+		}
+		c.Message = summary
+	}
+}
+
+// describe turns a client error into a sentence a user can act on.
+func (s *Source) describe(repo, what string, err error) error {
+	var rl *RateLimitedError
+	var ghRL *gh.RateLimitError
+	var abuse *gh.AbuseRateLimitError
+	var er *gh.ErrorResponse
+	var ne net.Error
+	switch {
+	case errors.As(err, &rl):
+		return rl
+	case errors.As(err, &ghRL):
+		return &RateLimitedError{Until: ghRL.Rate.Reset.Time}
+	case errors.As(err, &abuse):
+		return &RateLimitedError{Until: s.now().Add(abuse.GetRetryAfter())}
+	case errors.As(err, &er) && er.Response != nil:
+		switch er.Response.StatusCode {
+		case http.StatusUnauthorized:
+			return errors.New("bad credentials: the token or GitHub App was rejected")
+		case http.StatusNotFound:
+			return fmt.Errorf("repository %s %w or not visible to the token", repo, errNotFound)
+		case http.StatusForbidden:
+			return fmt.Errorf("%s of %s: forbidden (does the token have read access to it?)", what, repo)
+		}
+		return fmt.Errorf("%s of %s: GitHub answered %d", what, repo, er.Response.StatusCode)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%s of %s: timeout", what, repo)
+	case errors.As(err, &ne):
+		return fmt.Errorf("%s unreachable: %v", s.host, unwrapURL(err))
+	}
+	return fmt.Errorf("%s of %s: %v", what, repo, unwrapURL(err))
+}
+
+// unwrapURL drops the request URL the HTTP client quotes.
+func unwrapURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func deploymentStatus(state string) string {
+	switch state {
+	case "success", "inactive": // inactive: superseded by a later deployment
+		return sources.StatusSucceeded
+	case "failure", "error":
+		return sources.StatusFailed
+	case "pending", "in_progress", "queued":
+		return sources.StatusInProgress
+	}
+	return sources.StatusUnknown
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
