@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/whatchanged/whatchanged/enrich"
+	"github.com/whatchanged/whatchanged/sources/argocd"
 	"github.com/whatchanged/whatchanged/sources/changes"
 	"github.com/whatchanged/whatchanged/sources/github"
 	"github.com/whatchanged/whatchanged/sources/kube"
@@ -91,6 +92,17 @@ type SourcesConfig struct {
 	Changes    ChangesSourceConfig    `yaml:"changes"`
 	Kubernetes KubernetesSourceConfig `yaml:"kubernetes"`
 	GitHub     GitHubSourceConfig     `yaml:"github"`
+	ArgoCD     ArgoCDSourceConfig     `yaml:"argocd"`
+}
+
+// ArgoCDSourceConfig: sync history over argocd-server's REST API and/or
+// Application resources; off unless enabled.
+type ArgoCDSourceConfig struct {
+	Enabled       bool      `yaml:"enabled"`
+	Token         Secret    `yaml:"token"`
+	TokenFile     string    `yaml:"token_file"`
+	TLS           TLSConfig `yaml:"tls"`
+	argocd.Config `yaml:",inline"`
 }
 
 // GitHubSourceConfig: releases, deployments and compares of the
@@ -462,6 +474,20 @@ func (c *Config) finish(file string, lines map[string]int) error {
 			bad("sources.github", "token, token_file or app is required (anonymous access allows 60 requests an hour)")
 		}
 		g.Config.Token = g.Token.reveal()
+	}
+	if a := &c.Sources.ArgoCD; a.Enabled {
+		a.Defaults()
+		for k, msg := range a.Validate() {
+			bad("sources.argocd."+k, msg)
+		}
+		readSecret(&a.Token, a.TokenFile, "sources.argocd.token", bad)
+		if a.Server != "" && a.Token.empty() {
+			bad("sources.argocd", "token or token_file is required with server (a read-only account's token)")
+		}
+		if _, err := a.TLS.build(); err != nil {
+			bad("sources.argocd.tls", err.Error())
+		}
+		a.Config.Token = a.Token.reveal()
 	}
 	readSecret(&c.Auth.BearerToken, c.Auth.BearerTokenFile, "auth.bearer_token", bad)
 	readSecret(&c.Auth.BasicAuth.Password, c.Auth.BasicAuth.PasswordFile, "auth.basic_auth.password", bad)

@@ -10,10 +10,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/whatchanged/whatchanged/enrich"
 	"github.com/whatchanged/whatchanged/enrich/deliver"
 	"github.com/whatchanged/whatchanged/sources"
+	"github.com/whatchanged/whatchanged/sources/argocd"
 	"github.com/whatchanged/whatchanged/sources/changes"
 	"github.com/whatchanged/whatchanged/sources/github"
 	"github.com/whatchanged/whatchanged/sources/kube"
@@ -51,6 +53,10 @@ func newLogger(cfg LogConfig, w interface{ Write([]byte) (int, error) }) *slog.L
 // is false for one-shot commands.
 func build(cfg Config, log *slog.Logger, withMetrics bool) (*app, error) {
 	a := &app{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
+	// One transport for every outbound HTTP target without its own TLS
+	// settings: connections are reused.
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConnsPerHost = 32
 	var em *enrich.Metrics
 	if withMetrics {
 		a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -77,7 +83,7 @@ func build(cfg Config, log *slog.Logger, withMetrics bool) (*app, error) {
 		resolvers = append(resolvers, a.kube)
 	}
 	if g := cfg.Sources.GitHub; g.Enabled {
-		src, err := github.New("github", g.Config, http.DefaultTransport.(*http.Transport).Clone(), log)
+		src, err := github.New("github", g.Config, transport, log)
 		if err != nil {
 			a.close()
 			return nil, err
@@ -96,6 +102,29 @@ func build(cfg Config, log *slog.Logger, withMetrics bool) (*app, error) {
 			}, func() float64 { return float64(src.Stats().NotModified) }))
 		}
 	}
+	if ac := cfg.Sources.ArgoCD; ac.Enabled {
+		tr, err := transportFor(transport, ac.TLS)
+		if err != nil {
+			a.close()
+			return nil, err
+		}
+		var dyn dynamic.Interface
+		if ac.Kubernetes.Enabled {
+			kc := ac.Kubernetes.Kubeconfig
+			if kc == "" {
+				kc = cfg.Sources.Kubernetes.Kubeconfig
+			}
+			clients, _, err := kube.ClientsFromConfig(kube.Config{Kubeconfig: kc})
+			if err != nil {
+				a.close()
+				return nil, err
+			}
+			dyn = clients.Dynamic
+		}
+		src := argocd.New("argocd", ac.Config, &http.Client{Transport: tr}, dyn, log)
+		a.entries = append(a.entries, enrich.SourceEntry{Source: src, Timeout: ac.Timeout})
+		resolvers = append(resolvers, src)
+	}
 	resolver, err := enrich.NewResolver(cfg.Rules, resolvers...)
 	if err != nil {
 		a.close()
@@ -104,9 +133,6 @@ func build(cfg Config, log *slog.Logger, withMetrics bool) (*app, error) {
 	a.enricher = enrich.New(cfg.Enrich, resolver, a.entries, em)
 
 	a.targets = map[string]deliver.Target{}
-	// One transport for every downstream: connections are reused.
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.MaxIdleConnsPerHost = 32
 	for name, d := range cfg.Downstreams {
 		tr, err := transportFor(transport, d.TLS)
 		if err != nil {

@@ -46,7 +46,10 @@ func run(m *testing.M) (int, error) {
 		return 1, err
 	}
 	env = &envtest.Environment{
-		CRDInstallOptions: envtest.CRDInstallOptions{Paths: []string{filepath.Join(shared, "argo-rollouts-rollout-crd.yaml")}, ErrorIfPathMissing: true},
+		CRDInstallOptions: envtest.CRDInstallOptions{Paths: []string{
+			filepath.Join(shared, "argo-rollouts-rollout-crd.yaml"),
+			filepath.Join(shared, "argocd-application-crd.yaml"),
+		}, ErrorIfPathMissing: true},
 	}
 	if _, err := env.Start(); err != nil {
 		return 1, fmt.Errorf("start control plane: %w", err)

@@ -1,0 +1,525 @@
+// Package argocd is the Argo CD source: an application's sync history (the
+// sync is the deploy) with revision, author, message, and app and compare
+// links. It reads applications from argocd-server's REST API (polled, so
+// alerts read a cache) and/or as Application resources through the
+// Kubernetes API. It does not import the argo-cd module (see DESIGN.md).
+package argocd
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/whatchanged/whatchanged/sources"
+)
+
+var applicationsGVR = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "applications"}
+
+// metadataFor: the newest syncs of each app whose revision metadata is
+// fetched during the poll, so alerts find author and message in the cache.
+const metadataFor = 2
+
+// Source is the Argo CD source.
+type Source struct {
+	name string
+	cfg  Config
+	log  *slog.Logger
+	http *http.Client
+	dyn  dynamic.Interface
+	now  func() time.Time
+
+	mu        sync.RWMutex
+	restApps  map[string]*application // "ns/name" from REST
+	metadata  map[string]revisionMetadata
+	informers []cache.SharedIndexInformer
+
+	flight    singleflight.Group
+	restReady atomic.Bool
+	started   atomic.Bool
+}
+
+var (
+	_ sources.Source          = (*Source)(nil)
+	_ sources.Starter         = (*Source)(nil)
+	_ sources.SubjectResolver = (*Source)(nil)
+)
+
+// New builds the source; client carries the TLS settings for argocd-server
+// and dyn is the Kubernetes client for Application resources (nil unless
+// that mode is on). No I/O until Start.
+func New(name string, cfg Config, client *http.Client, dyn dynamic.Interface, log *slog.Logger) *Source {
+	cfg.Defaults()
+	if client == nil {
+		client = &http.Client{}
+	}
+	return &Source{name: name, cfg: cfg, log: log, http: client, dyn: dyn, now: time.Now,
+		restApps: map[string]*application{}, metadata: map[string]revisionMetadata{}}
+}
+
+func (s *Source) Name() string { return s.name }
+
+// Ready: the REST list was read once and the informers synced.
+func (s *Source) Ready() bool {
+	if !s.started.Load() || (s.cfg.Server != "" && !s.restReady.Load()) {
+		return false
+	}
+	for _, inf := range s.informers {
+		if !inf.HasSynced() {
+			return false
+		}
+	}
+	return true
+}
+
+// Start starts the informers and the REST poll; it returns at once.
+func (s *Source) Start(ctx context.Context) error {
+	if s.cfg.Kubernetes.Enabled {
+		if s.dyn == nil {
+			return errors.New("argocd: kubernetes mode needs a Kubernetes client")
+		}
+		namespaces := s.cfg.Kubernetes.Namespaces
+		if len(namespaces) == 0 {
+			namespaces = []string{""}
+		}
+		for _, ns := range namespaces {
+			f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(s.dyn, 0, ns, nil)
+			inf := f.ForResource(applicationsGVR).Informer()
+			if err := inf.SetTransform(stripApplication); err != nil {
+				return err
+			}
+			s.informers = append(s.informers, inf)
+			f.Start(ctx.Done())
+		}
+	}
+	if s.cfg.Server != "" {
+		go s.poll(ctx)
+	}
+	s.started.Store(true)
+	return nil
+}
+
+// stripApplication drops what the source never reads (per-resource status
+// lists are most of an Application).
+func stripApplication(obj any) (any, error) {
+	if u, ok := obj.(*unstructured.Unstructured); ok {
+		u.SetManagedFields(nil)
+		unstructured.RemoveNestedField(u.Object, "status", "resources")
+		unstructured.RemoveNestedField(u.Object, "status", "summary")
+		unstructured.RemoveNestedField(u.Object, "status", "operationState", "syncResult", "resources")
+	}
+	return obj, nil
+}
+
+func (s *Source) poll(ctx context.Context) {
+	t := time.NewTicker(s.cfg.Refresh)
+	defer t.Stop()
+	logged := ""
+	for {
+		err := s.refresh(ctx)
+		switch {
+		case err == nil:
+			s.restReady.Store(true)
+			if logged != "" {
+				s.log.Info("argocd-server answers again", "source", s.name)
+			}
+			logged = ""
+		case ctx.Err() == nil && err.Error() != logged: // a repeating error is logged once
+			s.log.Warn("argocd: polling applications failed", "source", s.name, "err", err)
+			logged = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// refresh lists the applications over REST and prefetches the metadata of
+// their newest syncs.
+func (s *Source) refresh(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Refresh)
+	defer cancel()
+	scopes := append([]string{""}, s.cfg.AppNamespaces...)
+	apps := map[string]*application{}
+	for _, ns := range scopes {
+		q := url.Values{}
+		if ns != "" {
+			q.Set("appNamespace", ns)
+		}
+		var list applicationList
+		if err := s.get(ctx, "/api/v1/applications", q, &list, "list applications"); err != nil {
+			return err
+		}
+		for i := range list.Items {
+			a := &list.Items[i]
+			apps[a.Metadata.Namespace+"/"+a.Metadata.Name] = a
+		}
+	}
+	s.mu.Lock()
+	s.restApps = apps
+	s.mu.Unlock()
+	for _, a := range apps {
+		h := a.Status.History
+		for i := len(h) - 1; i >= 0 && i >= len(h)-metadataFor; i-- {
+			s.revisionMetadata(ctx, a, h[i])
+		}
+	}
+	return nil
+}
+
+// lookup finds an app by "<name>" or "<appNamespace>_<name>".
+func (s *Source) lookup(app string) *application {
+	ns, name, qualified := strings.Cut(app, "_")
+	if !qualified {
+		name, ns = app, ""
+	}
+	match := func(a *application) bool {
+		return a.Metadata.Name == name && (ns == "" || a.Metadata.Namespace == ns)
+	}
+	for _, inf := range s.informers {
+		for _, obj := range inf.GetStore().List() {
+			u, ok := obj.(*unstructured.Unstructured)
+			if !ok || u.GetName() != name || (ns != "" && u.GetNamespace() != ns) {
+				continue
+			}
+			var a application
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &a); err == nil {
+				return &a
+			}
+		}
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var found *application
+	for _, a := range s.restApps {
+		if match(a) {
+			if found != nil {
+				return nil // the same name in two namespaces: ambiguous without the <ns>_ form
+			}
+			found = a
+		}
+	}
+	return found
+}
+
+// ErrNotSynced is returned until the applications were read once.
+var ErrNotSynced = errors.New("applications not read yet (is argocd-server reachable?)")
+
+// Changes returns the syncs of the subject's app in the window, plus a
+// running or failed operation.
+func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if q.Subject.App == "" {
+		return nil, nil
+	}
+	a := s.lookup(q.Subject.App)
+	if a == nil && s.cfg.Server != "" {
+		// An app created since the last poll: ask for it alone.
+		var err error
+		if a, err = s.fetchApp(ctx, q.Subject.App); err != nil {
+			return nil, err
+		}
+	}
+	if a == nil {
+		if !s.Ready() {
+			return nil, ErrNotSynced
+		}
+		return nil, nil
+	}
+	return s.changesOf(ctx, a, q), ctx.Err()
+}
+
+func (s *Source) fetchApp(ctx context.Context, app string) (*application, error) {
+	v, err, _ := s.flight.Do("app/"+app, func() (any, error) {
+		ns, name, qualified := strings.Cut(app, "_")
+		if !qualified {
+			name, ns = app, ""
+		}
+		q := url.Values{}
+		if ns != "" {
+			q.Set("appNamespace", ns)
+		}
+		var a application
+		err := s.get(ctx, "/api/v1/applications/"+url.PathEscape(name), q, &a, "get application "+app)
+		if errors.Is(err, errNotFound) {
+			return (*application)(nil), nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		s.restApps[a.Metadata.Namespace+"/"+a.Metadata.Name] = &a
+		s.mu.Unlock()
+		return &a, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*application), nil
+}
+
+func (s *Source) changesOf(ctx context.Context, a *application, q sources.Query) []sources.Change {
+	appID := q.Subject.App
+	subject := sources.Subject{Namespace: a.Spec.Destination.Namespace, App: appID}
+	if srcs := a.sources(); len(srcs) > 0 {
+		subject.Repo = sources.NormalizeRepo(srcs[0].RepoURL)
+	}
+	link := s.appLink(a)
+	var out []sources.Change
+	h := append([]revisionHistory(nil), a.Status.History...)
+	sort.Slice(h, func(i, j int) bool { return h[i].ID < h[j].ID })
+	for i, entry := range h {
+		start := entry.DeployedAt
+		if entry.DeployStartedAt != nil {
+			start = *entry.DeployStartedAt
+		}
+		if start.Before(q.Since) || start.After(q.Until) {
+			continue
+		}
+		revs := entry.revs()
+		c := sources.Change{Source: s.name, Kind: sources.KindSync, ID: fmt.Sprintf("%s/%s/history/%d", a.Metadata.Namespace, a.Metadata.Name, entry.ID),
+			Subject: subject, Revision: strings.Join(revs, ","), StartedAt: start.UTC(), FinishedAt: entry.DeployedAt.UTC(),
+			Status: sources.StatusSucceeded, Author: initiator(entry.InitiatedBy), URL: link}
+		if srcs := entry.sources(a); len(srcs) > 0 {
+			c.Version = describeSource(srcs[0], revs)
+		}
+		if i > 0 {
+			prev := h[i-1].revs()
+			c.PreviousRevision = strings.Join(prev, ",")
+			if len(prev) > 0 && len(revs) > 0 && prev[0] != revs[0] {
+				if srcs := entry.sources(a); len(srcs) > 0 {
+					c.CompareURL = compareURL(srcs[0].RepoURL, prev[0], revs[0])
+				}
+			}
+		}
+		if md, ok := s.revisionMetadata(ctx, a, entry); ok {
+			if md.Author != "" {
+				c.Author = md.Author
+			}
+			line, _, _ := strings.Cut(strings.TrimSpace(md.Message), "\n")
+			c.Message = line
+		}
+		out = append(out, c)
+	}
+	if op := a.Status.OperationState; op != nil && (op.Phase == "Running" || op.Phase == "Terminating" || op.Phase == "Failed" || op.Phase == "Error") &&
+		!op.StartedAt.Before(q.Since) && !op.StartedAt.After(q.Until) {
+		c := sources.Change{Source: s.name, Kind: sources.KindSync, ID: fmt.Sprintf("%s/%s/operation/%d", a.Metadata.Namespace, a.Metadata.Name, op.StartedAt.Unix()),
+			Subject: subject, StartedAt: op.StartedAt.UTC(), Status: sources.StatusInProgress, Author: initiator(op.Operation.InitiatedBy),
+			Message: op.Message, URL: link}
+		if op.Phase == "Failed" || op.Phase == "Error" {
+			c.Status = sources.StatusFailed
+			if op.FinishedAt != nil {
+				c.FinishedAt = op.FinishedAt.UTC()
+			}
+		}
+		if op.SyncResult != nil {
+			c.Revision = firstNonEmpty(strings.Join(op.SyncResult.Revisions, ","), op.SyncResult.Revision)
+		} else if op.Operation.Sync != nil {
+			c.Revision = firstNonEmpty(strings.Join(op.Operation.Sync.Revisions, ","), op.Operation.Sync.Revision)
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// revisionMetadata returns the (cached forever) metadata of a sync's first
+// revision; it asks argocd-server only when REST is configured.
+func (s *Source) revisionMetadata(ctx context.Context, a *application, h revisionHistory) (revisionMetadata, bool) {
+	revs := h.revs()
+	if len(revs) == 0 || s.cfg.Server == "" {
+		return revisionMetadata{}, false
+	}
+	key := a.Metadata.Namespace + "/" + a.Metadata.Name + "@" + revs[0]
+	s.mu.RLock()
+	md, ok := s.metadata[key]
+	s.mu.RUnlock()
+	if ok {
+		return md, true
+	}
+	v, err, _ := s.flight.Do("md/"+key, func() (any, error) {
+		q := url.Values{}
+		if a.Metadata.Namespace != "" {
+			q.Set("appNamespace", a.Metadata.Namespace)
+		}
+		if len(h.Revisions) > 0 { // multi-source: the first source's revision
+			q.Set("sourceIndex", "0")
+		}
+		var md revisionMetadata
+		path := "/api/v1/applications/" + url.PathEscape(a.Metadata.Name) + "/revisions/" + url.PathEscape(revs[0]) + "/metadata"
+		if err := s.get(ctx, path, q, &md, "revision metadata of "+a.Metadata.Name); err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		s.metadata[key] = md
+		s.mu.Unlock()
+		return md, nil
+	})
+	if err != nil {
+		s.log.Debug("argocd revision metadata", "source", s.name, "app", a.Metadata.Name, "err", err)
+		return revisionMetadata{}, false
+	}
+	return v.(revisionMetadata), true
+}
+
+var errNotFound = errors.New("not found")
+
+// get does one authenticated GET against argocd-server and decodes JSON.
+func (s *Source) get(ctx context.Context, path string, q url.Values, out any, what string) error {
+	u := strings.TrimSuffix(s.cfg.Server, "/") + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return fmt.Errorf("%s: invalid server URL", what)
+	}
+	req.Header.Set("Accept", "application/json")
+	if s.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+s.cfg.Token)
+	}
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return describeTransport(what, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	switch resp.StatusCode {
+	case http.StatusOK:
+		if err := json.Unmarshal(body, out); err != nil {
+			return fmt.Errorf("%s: unexpected answer from argocd-server: %v", what, err)
+		}
+		return nil
+	case http.StatusUnauthorized:
+		return errors.New("token rejected by argocd-server (expired or revoked? generate one with `argocd account generate-token`)")
+	case http.StatusForbidden:
+		return fmt.Errorf("%s: token lacks applications/get (grant role:readonly to its account)", what)
+	case http.StatusNotFound:
+		return fmt.Errorf("%s: %w", what, errNotFound)
+	}
+	return fmt.Errorf("%s: argocd-server answered %d", what, resp.StatusCode)
+}
+
+func describeTransport(what string, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var unknownCA x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var ne net.Error
+	switch {
+	case errors.As(err, &unknownCA), errors.As(err, &hostErr), strings.Contains(err.Error(), "tls:"):
+		return fmt.Errorf("%s: TLS with argocd-server failed (%v); set ca_file, or insecure_skip_verify for a test setup", what, err)
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("%s: timeout", what)
+	}
+	return fmt.Errorf("%s: argocd-server unreachable: %v", what, err)
+}
+
+// ResolveSubject reads the app from the configured alert label and, for a
+// known app, hands its repository (for the GitHub source) and destination
+// namespace to the subject.
+func (s *Source) ResolveSubject(labels map[string]string, subj sources.Subject) (sources.Subject, []sources.ResolutionStep) {
+	var steps []sources.ResolutionStep
+	if v := labels[s.cfg.AppLabel]; v != "" && subj.App != v {
+		subj.App = v
+		steps = append(steps, sources.ResolutionStep{Field: "app", Value: v, From: "label " + s.cfg.AppLabel})
+	}
+	if subj.App == "" {
+		return subj, steps
+	}
+	a := s.lookup(subj.App)
+	if a == nil {
+		return subj, steps
+	}
+	if srcs := a.sources(); len(srcs) > 0 && subj.Repo == "" {
+		subj.Repo = sources.NormalizeRepo(srcs[0].RepoURL)
+		steps = append(steps, sources.ResolutionStep{Field: "repo", Value: subj.Repo, From: "argocd app " + a.Metadata.Name + " spec.source.repoURL"})
+	}
+	if subj.Namespace == "" && a.Spec.Destination.Namespace != "" {
+		subj.Namespace = a.Spec.Destination.Namespace
+		steps = append(steps, sources.ResolutionStep{Field: "namespace", Value: subj.Namespace, From: "argocd app " + a.Metadata.Name + " destination"})
+	}
+	return subj, steps
+}
+
+func (s *Source) appLink(a *application) string {
+	if s.cfg.UIURL == "" {
+		return ""
+	}
+	return strings.TrimSuffix(s.cfg.UIURL, "/") + "/applications/" + url.PathEscape(a.Metadata.Namespace) + "/" + url.PathEscape(a.Metadata.Name)
+}
+
+// compareURL links previous → current revision on GitHub or GitLab (https
+// or ssh repo URL forms); other hosts get none.
+func compareURL(repoURL, prev, cur string) string {
+	repo := sources.NormalizeRepo(repoURL)
+	host, _, _ := strings.Cut(repo, "/")
+	switch {
+	case strings.Contains(host, "gitlab"):
+		return "https://" + repo + "/-/compare/" + prev + "..." + cur
+	case strings.Contains(host, "github"):
+		return "https://" + repo + "/compare/" + prev + "..." + cur
+	}
+	return ""
+}
+
+func describeSource(src applicationSource, revs []string) string {
+	what := src.Path
+	if src.Chart != "" {
+		what = src.Chart
+	}
+	rev := ""
+	if len(revs) > 0 {
+		rev = revs[0]
+		if len(rev) == 40 {
+			rev = rev[:7]
+		}
+	}
+	if src.Chart != "" {
+		return what + "@" + rev // a chart version
+	}
+	if what == "" {
+		return rev
+	}
+	return what + "@" + rev
+}
+
+func initiator(i initiatedBy) string {
+	if i.Automated {
+		return "automated sync"
+	}
+	return i.Username
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

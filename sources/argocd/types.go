@@ -1,0 +1,112 @@
+package argocd
+
+import "time"
+
+// The few Application fields the source reads, as argocd-server's REST API
+// and the Application CRD (argoproj.io/v1alpha1) spell them. Defined here
+// rather than imported: the argo-cd module drags in k8s.io/kubernetes (see
+// DESIGN.md).
+
+type application struct {
+	Metadata struct {
+		Name      string `json:"name"`
+		Namespace string `json:"namespace"`
+	} `json:"metadata"`
+	Spec struct {
+		Project     string              `json:"project"`
+		Source      *applicationSource  `json:"source"`
+		Sources     []applicationSource `json:"sources"`
+		Destination struct {
+			Namespace string `json:"namespace"`
+		} `json:"destination"`
+	} `json:"spec"`
+	Status struct {
+		History        []revisionHistory `json:"history"`
+		OperationState *operationState   `json:"operationState"`
+	} `json:"status"`
+}
+
+type applicationList struct {
+	Items []application `json:"items"`
+}
+
+type applicationSource struct {
+	RepoURL        string `json:"repoURL"`
+	Path           string `json:"path"`
+	Chart          string `json:"chart"`
+	TargetRevision string `json:"targetRevision"`
+}
+
+type revisionHistory struct {
+	ID              int64               `json:"id"`
+	Revision        string              `json:"revision"`
+	Revisions       []string            `json:"revisions"`
+	DeployedAt      time.Time           `json:"deployedAt"`
+	DeployStartedAt *time.Time          `json:"deployStartedAt"`
+	Source          *applicationSource  `json:"source"`
+	Sources         []applicationSource `json:"sources"`
+	InitiatedBy     initiatedBy         `json:"initiatedBy"`
+}
+
+type initiatedBy struct {
+	Username  string `json:"username"`
+	Automated bool   `json:"automated"`
+}
+
+type operationState struct {
+	Operation struct {
+		Sync *struct {
+			Revision  string   `json:"revision"`
+			Revisions []string `json:"revisions"`
+		} `json:"sync"`
+		InitiatedBy initiatedBy `json:"initiatedBy"`
+	} `json:"operation"`
+	Phase      string `json:"phase"`
+	Message    string `json:"message"`
+	SyncResult *struct {
+		Revision  string   `json:"revision"`
+		Revisions []string `json:"revisions"`
+	} `json:"syncResult"`
+	StartedAt  time.Time  `json:"startedAt"`
+	FinishedAt *time.Time `json:"finishedAt"`
+}
+
+// revisionMetadata is GET /api/v1/applications/{name}/revisions/{rev}/metadata.
+type revisionMetadata struct {
+	Author  string    `json:"author"`
+	Date    time.Time `json:"date"`
+	Message string    `json:"message"`
+	Tags    []string  `json:"tags"`
+}
+
+// sources lists the app's sources whether it is single- or multi-source.
+func (a *application) sources() []applicationSource {
+	if len(a.Spec.Sources) > 0 {
+		return a.Spec.Sources
+	}
+	if a.Spec.Source != nil {
+		return []applicationSource{*a.Spec.Source}
+	}
+	return nil
+}
+
+// revisions of a history entry, one per source.
+func (h revisionHistory) revs() []string {
+	if len(h.Revisions) > 0 {
+		return h.Revisions
+	}
+	if h.Revision != "" {
+		return []string{h.Revision}
+	}
+	return nil
+}
+
+func (h revisionHistory) sources(app *application) []applicationSource {
+	if len(h.Sources) > 0 {
+		return h.Sources
+	}
+	if h.Source != nil {
+		return []applicationSource{*h.Source}
+	}
+	return app.sources()
+}
