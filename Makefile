@@ -19,13 +19,17 @@ KUBE_VERSION := 1.34.4
 KUBE_DIR     := $(TOOLS_DIR)/kube-v$(KUBE_VERSION)
 KUBE_BINS    := $(KUBE_DIR)/kube-apiserver $(KUBE_DIR)/kube-controller-manager
 ETCD         ?= /usr/bin/etcd
+# helm from the Go module proxy, outside the main go.mod (TESTING.md).
+HELM_VERSION := 3.19.5
+HELM         := $(TOOLS_DIR)/helm-v$(HELM_VERSION)/helm
 TEST_ENV     := WHATCHANGED_ALERTMANAGER=$(ALERTMANAGER) WHATCHANGED_AMTOOL=$(AMTOOL) WHATCHANGED_PROMETHEUS=$(PROMETHEUS) \
-                KUBEBUILDER_ASSETS=$(KUBE_DIR) WHATCHANGED_KUBE_CONTROLLER_MANAGER=$(KUBE_DIR)/kube-controller-manager
+                KUBEBUILDER_ASSETS=$(KUBE_DIR) WHATCHANGED_KUBE_CONTROLLER_MANAGER=$(KUBE_DIR)/kube-controller-manager \
+                WHATCHANGED_HELM=$(HELM)
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build run test check unit e2e bench fuzz tools clean
+.PHONY: all build run test check unit e2e bench fuzz tools image clean
 
 all: build
 
@@ -64,7 +68,7 @@ fuzz:
 	$(GO) test ./enrich/ -run '^$$' -fuzz '^FuzzDecodeWebhook$$' -fuzztime $(FUZZTIME) -parallel 1
 	$(GO) test ./enrich/ -run '^$$' -fuzz '^FuzzRuleMatch$$' -fuzztime $(FUZZTIME) -parallel 1
 
-tools: $(ALERTMANAGER) $(AMTOOL) $(PROMETHEUS) $(KUBE_BINS) $(KUBE_DIR)/etcd
+tools: $(ALERTMANAGER) $(AMTOOL) $(PROMETHEUS) $(KUBE_BINS) $(KUBE_DIR)/etcd $(HELM)
 
 # Alertmanager from the Go module proxy (v0.32+ cannot be built this way: its
 # UI assets are not in the module). The version ldflag sets its User-Agent.
@@ -97,6 +101,17 @@ $(ETCD):
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
 	@test -x $@ || { echo "etcd not at $@; set ETCD=/path/to/etcd"; exit 1; }
+
+$(HELM):
+	@mkdir -p $(dir $@)
+	@echo "building helm v$(HELM_VERSION) into $(dir $@) (once; about 5 minutes cold)"
+	cd $(dir $@) && GOBIN=$(dir $@) GOFLAGS=-buildvcs=false $(GO) install helm.sh/helm/v3/cmd/helm@v$(HELM_VERSION)
+
+## image: the container image (needs a container engine; these machines have none).
+IMAGE ?= ghcr.io/whatchanged/whatchanged:$(VERSION)
+image:
+	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "make image: no container engine reachable here (docker info failed); build the Dockerfile where one runs"; exit 1; }
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 $(PROMETHEUS):
 	@echo "installing Debian's prometheus package (once)"

@@ -52,19 +52,25 @@ func ClientsFromConfig(cfg Config) (Clients, *rest.Config, error) {
 		return Clients{}, nil, err
 	}
 	rc.UserAgent = "whatchanged"
+	clients, err := ClientsFor(rc)
+	return clients, rc, err
+}
+
+// ClientsFor builds the clients from a REST config (tests impersonate with it).
+func ClientsFor(rc *rest.Config) (Clients, error) {
 	kc, err := kubernetes.NewForConfig(rc)
 	if err != nil {
-		return Clients{}, nil, err
+		return Clients{}, err
 	}
 	mc, err := metadata.NewForConfig(rc)
 	if err != nil {
-		return Clients{}, nil, err
+		return Clients{}, err
 	}
 	dc, err := dynamic.NewForConfig(rc)
 	if err != nil {
-		return Clients{}, nil, err
+		return Clients{}, err
 	}
-	return Clients{Kube: kc, Metadata: mc, Dynamic: dc}, rc, nil
+	return Clients{Kube: kc, Metadata: mc, Dynamic: dc}, nil
 }
 
 func restConfig(cfg Config) (*rest.Config, error) {
