@@ -111,7 +111,7 @@ $(HELM):
 IMAGE ?= ghcr.io/whatchanged/whatchanged:$(VERSION)
 image:
 	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "make image: no container engine reachable here (docker info failed); build the Dockerfile where one runs"; exit 1; }
-	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+	DOCKER_BUILDKIT=1 docker build -f hack/Dockerfile --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 $(PROMETHEUS):
 	@echo "installing Debian's prometheus package (once)"
