@@ -68,3 +68,18 @@ var ErrUnknownSource = errors.New("unknown source type")
 
 // ErrInvalidChange wraps validation failures of a pushed change.
 var ErrInvalidChange = errors.New("invalid change")
+
+// Every calls fn every d until ctx ends: the background loop of sources
+// that prune or refresh.
+func Every(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
+		}
+	}
+}

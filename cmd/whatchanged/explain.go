@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -166,7 +167,7 @@ func printReport(w io.Writer, r enrich.Report) {
 			fmt.Fprintln(w, "  (no related changes in the window)")
 		}
 		for i, c := range a.Ranking {
-			fmt.Fprintf(w, "  %d. %.2f %-9s %s of %s %s, %s\n", i+1, c.Score, c.Relation, c.Kind, c.Subject.Short(), firstNonEmpty(c.Version, "revision "+c.Revision), c.BeforeStart+" before start")
+			fmt.Fprintf(w, "  %d. %.2f %-9s %s of %s %s, %s\n", i+1, c.Score, c.Relation, c.Kind, c.Subject.Short(), cmp.Or(c.Version, "revision "+c.Revision), c.BeforeStart+" before start")
 		}
 		fmt.Fprintln(w, "\nAnnotations")
 		keys := make([]string, 0, len(a.Annotations))
@@ -195,13 +196,4 @@ func formatLabels(l map[string]string) string {
 		parts[i] = fmt.Sprintf("%s=%q", k, l[k])
 	}
 	return "{" + strings.Join(parts, ", ") + "}"
-}
-
-func firstNonEmpty(vs ...string) string {
-	for _, v := range vs {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }

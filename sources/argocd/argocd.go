@@ -6,6 +6,7 @@
 package argocd
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -336,9 +337,9 @@ func (s *Source) changesOf(ctx context.Context, a *application, q sources.Query)
 			}
 		}
 		if op.SyncResult != nil {
-			c.Revision = firstNonEmpty(strings.Join(op.SyncResult.Revisions, ","), op.SyncResult.Revision)
+			c.Revision = cmp.Or(strings.Join(op.SyncResult.Revisions, ","), op.SyncResult.Revision)
 		} else if op.Operation.Sync != nil {
-			c.Revision = firstNonEmpty(strings.Join(op.Operation.Sync.Revisions, ","), op.Operation.Sync.Revision)
+			c.Revision = cmp.Or(strings.Join(op.Operation.Sync.Revisions, ","), op.Operation.Sync.Revision)
 		}
 		out = append(out, c)
 	}
@@ -513,13 +514,4 @@ func initiator(i initiatedBy) string {
 		return "automated sync"
 	}
 	return i.Username
-}
-
-func firstNonEmpty(vs ...string) string {
-	for _, v := range vs {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }

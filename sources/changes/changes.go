@@ -98,20 +98,11 @@ func (s *Source) Start(ctx context.Context) error {
 		return fmt.Errorf("%s: load: %w", s.name, err)
 	}
 	s.ready.Store(true)
-	go func() {
-		t := time.NewTicker(pruneEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := s.Prune(ctx); err != nil && ctx.Err() == nil {
-					s.log.Warn("prune pushed changes", "source", s.name, "err", err)
-				}
-			}
+	go sources.Every(ctx, pruneEvery, func() {
+		if err := s.Prune(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("prune pushed changes", "source", s.name, "err", err)
 		}
-	}()
+	})
 	return nil
 }
 

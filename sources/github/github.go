@@ -7,6 +7,7 @@
 package github
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -121,18 +122,7 @@ func (s *Source) Stats() Stats { return s.budget.stats() }
 // Start refreshes the repositories alerts asked about, every Refresh,
 // until ctx ends.
 func (s *Source) Start(ctx context.Context) error {
-	go func() {
-		t := time.NewTicker(s.cfg.Refresh)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				s.RefreshAll(ctx)
-			}
-		}
-	}()
+	go sources.Every(ctx, s.cfg.Refresh, func() { s.RefreshAll(ctx) })
 	return nil
 }
 
@@ -294,7 +284,7 @@ func (s *Source) read(ctx context.Context, repo string) ([]sources.Change, error
 				}
 				if len(st) > 0 {
 					c.Status = deploymentStatus(st[0].GetState())
-					c.URL = firstNonEmpty(st[0].GetLogURL(), st[0].GetEnvironmentURL(), st[0].GetTargetURL())
+					c.URL = cmp.Or(st[0].GetLogURL(), st[0].GetEnvironmentURL(), st[0].GetTargetURL())
 					if c.Status == sources.StatusSucceeded || c.Status == sources.StatusFailed {
 						c.FinishedAt = st[0].GetCreatedAt().UTC()
 					}
@@ -410,15 +400,6 @@ func deploymentStatus(state string) string {
 		return sources.StatusInProgress
 	}
 	return sources.StatusUnknown
-}
-
-func firstNonEmpty(vs ...string) string {
-	for _, v := range vs {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 func truncate(s string, n int) string {
