@@ -19,12 +19,13 @@ KUBE_VERSION := 1.34.4
 KUBE_DIR     := $(TOOLS_DIR)/kube-v$(KUBE_VERSION)
 KUBE_BINS    := $(KUBE_DIR)/kube-apiserver $(KUBE_DIR)/kube-controller-manager
 ETCD         ?= /usr/bin/etcd
+REDIS_SERVER ?= /usr/bin/redis-server
 # helm from the Go module proxy, outside the main go.mod (TESTING.md).
 HELM_VERSION := 3.19.5
 HELM         := $(TOOLS_DIR)/helm-v$(HELM_VERSION)/helm
 TEST_ENV     := WHATCHANGED_ALERTMANAGER=$(ALERTMANAGER) WHATCHANGED_AMTOOL=$(AMTOOL) WHATCHANGED_PROMETHEUS=$(PROMETHEUS) \
                 KUBEBUILDER_ASSETS=$(KUBE_DIR) WHATCHANGED_KUBE_CONTROLLER_MANAGER=$(KUBE_DIR)/kube-controller-manager \
-                WHATCHANGED_HELM=$(HELM)
+                WHATCHANGED_HELM=$(HELM) WHATCHANGED_REDIS_SERVER=$(REDIS_SERVER)
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
@@ -68,7 +69,7 @@ fuzz:
 	$(GO) test ./enrich/ -run '^$$' -fuzz '^FuzzDecodeWebhook$$' -fuzztime $(FUZZTIME) -parallel 1
 	$(GO) test ./enrich/ -run '^$$' -fuzz '^FuzzRuleMatch$$' -fuzztime $(FUZZTIME) -parallel 1
 
-tools: $(ALERTMANAGER) $(AMTOOL) $(PROMETHEUS) $(KUBE_BINS) $(KUBE_DIR)/etcd $(HELM)
+tools: $(ALERTMANAGER) $(AMTOOL) $(PROMETHEUS) $(KUBE_BINS) $(KUBE_DIR)/etcd $(HELM) $(REDIS_SERVER)
 
 # Alertmanager from the Go module proxy (v0.32+ cannot be built this way: its
 # UI assets are not in the module). The version ldflag sets its User-Agent.
@@ -95,6 +96,12 @@ $(KUBE_BINS) &:
 $(KUBE_DIR)/etcd: $(ETCD)
 	@mkdir -p $(KUBE_DIR)
 	ln -sf $(ETCD) $@
+
+$(REDIS_SERVER):
+	@echo "installing Debian's redis-server package (once; the tests start their own on a free port)"
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+	@test -x $@ || { echo "redis-server not at $@; set REDIS_SERVER=/path/to/redis-server"; exit 1; }
 
 $(ETCD):
 	@echo "installing Debian's etcd-server package (once)"

@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/whatchanged/whatchanged/enrich"
+	"github.com/whatchanged/whatchanged/enrich/deliver/slack"
 	"github.com/whatchanged/whatchanged/sources/argocd"
 	"github.com/whatchanged/whatchanged/sources/changes"
 	"github.com/whatchanged/whatchanged/sources/github"
@@ -145,6 +146,30 @@ type DownstreamConfig struct {
 	BasicAuth       BasicAuthConfig   `yaml:"basic_auth"`
 	Headers         map[string]Secret `yaml:"headers"`
 	TLS             TLSConfig         `yaml:"tls"`
+	// Slack makes this downstream Slack itself (threads per alert group)
+	// instead of a webhook URL.
+	Slack *SlackConfig `yaml:"slack"`
+}
+
+// SlackConfig is a Slack downstream: a bot token with chat:write.
+type SlackConfig struct {
+	Token             Secret         `yaml:"token"`
+	TokenFile         string         `yaml:"token_file"`
+	APIURL            string         `yaml:"api_url"`
+	Channel           string         `yaml:"channel"`
+	Severity          slack.Severity `yaml:"severity"`
+	ReplyBroadcast    bool           `yaml:"reply_broadcast"`
+	ResolvedRetention time.Duration  `yaml:"resolved_retention"`
+	// Redis shares thread state between replicas; without it the embedded
+	// store in data_dir keeps it.
+	Redis *RedisConfig `yaml:"redis"`
+}
+
+type RedisConfig struct {
+	Addr         string `yaml:"addr"`
+	Password     Secret `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+	DB           int    `yaml:"db"`
 }
 
 // Secret is a configured secret: it prints, logs and marshals as <secret>.
@@ -500,7 +525,27 @@ func (c *Config) finish(file string, lines map[string]int) error {
 		readSecret(&d.URL, d.URLFile, key+".url", bad)
 		readSecret(&d.BearerToken, d.BearerTokenFile, key+".bearer_token", bad)
 		readSecret(&d.BasicAuth.Password, d.BasicAuth.PasswordFile, key+".basic_auth.password", bad)
-		if d.URL.empty() {
+		if d.Slack != nil {
+			sl := d.Slack
+			readSecret(&sl.Token, sl.TokenFile, key+".slack.token", bad)
+			if sl.Token.empty() {
+				bad(key+".slack", "token or token_file is required (a bot token with chat:write)")
+			}
+			if sl.Channel == "" {
+				bad(key+".slack.channel", "required (the default channel)")
+			}
+			if sl.Redis != nil {
+				readSecret(&sl.Redis.Password, sl.Redis.PasswordFile, key+".slack.redis.password", bad)
+				if sl.Redis.Addr == "" {
+					bad(key+".slack.redis.addr", "required (host:port)")
+				}
+			} else if c.DataDir == "" {
+				bad(key+".slack", "thread state needs data_dir or redis")
+			}
+			if !d.URL.empty() {
+				bad(key, "set url or slack, not both")
+			}
+		} else if d.URL.empty() {
 			bad(key, "url or url_file is required")
 		} else if err := checkURL(d.URL.reveal()); err != nil {
 			bad(key+".url", err.Error()) // never quotes the URL itself

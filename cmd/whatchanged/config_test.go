@@ -218,3 +218,20 @@ func TestGitHubConfig(t *testing.T) {
 		t.Errorf("no credentials: %v", err)
 	}
 }
+
+func TestSlackDownstreamConfig(t *testing.T) {
+	dir := t.TempDir()
+	tok := writeTestFile(t, dir, "tok", "xoxb-secret\n")
+	cfg, err := parseConfig("c.yaml", []byte("data_dir: "+dir+"\ndownstreams:\n  slack:\n    slack:\n      token_file: "+tok+"\n      channel: \"#oncall\"\n      severity:\n        oncall: \"<!subteam^S1>\"\n        levels:\n          low: {channel: \"#noise\"}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl := cfg.Downstreams["slack"].Slack
+	if sl.Token.reveal() != "xoxb-secret" || sl.Severity.Levels["low"].Channel != "#noise" || strings.Contains(cfg.marshalRedacted(), "xoxb-secret") {
+		t.Errorf("slack config = %+v", sl)
+	}
+	_, err = parseConfig("c.yaml", []byte("downstreams:\n  slack:\n    slack:\n      channel: x\n      severty: {}\n"))
+	if err == nil || !strings.Contains(err.Error(), "c.yaml:5: downstreams.slack.slack.severty: unknown key") {
+		t.Errorf("typo: %v", err)
+	}
+}

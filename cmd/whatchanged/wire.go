@@ -10,10 +10,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/whatchanged/whatchanged/enrich"
 	"github.com/whatchanged/whatchanged/enrich/deliver"
+	"github.com/whatchanged/whatchanged/enrich/deliver/slack"
 	"github.com/whatchanged/whatchanged/sources"
 	"github.com/whatchanged/whatchanged/sources/argocd"
 	"github.com/whatchanged/whatchanged/sources/changes"
@@ -134,6 +136,17 @@ func build(cfg Config, log *slog.Logger, withMetrics bool) (*app, error) {
 
 	a.targets = map[string]deliver.Target{}
 	for name, d := range cfg.Downstreams {
+		if d.Slack != nil {
+			threads, err := a.slackThreads(d.Slack)
+			if err != nil {
+				a.close()
+				return nil, err
+			}
+			a.targets[name] = slack.New(name, slack.Config{Token: d.Slack.Token.reveal(), APIURL: d.Slack.APIURL, Channel: d.Slack.Channel,
+				Severity: d.Slack.Severity, ReplyBroadcast: d.Slack.ReplyBroadcast, ResolvedRetention: d.Slack.ResolvedRetention,
+				AnnotationPrefix: cfg.Enrich.AnnotationPrefix}, threads, &http.Client{Transport: transport, Timeout: 10 * time.Second}, log)
+			continue
+		}
 		tr, err := transportFor(transport, d.TLS)
 		if err != nil {
 			a.close()
@@ -165,6 +178,23 @@ func build(cfg Config, log *slog.Logger, withMetrics bool) (*app, error) {
 		a.alertmanagers = am
 	}
 	return a, nil
+}
+
+// slackThreads is where Slack thread state lives: Redis when configured
+// (replicas share it), else the embedded store.
+func (a *app) slackThreads(c *SlackConfig) (slack.Threads, error) {
+	if c.Redis != nil {
+		return &slack.RedisThreads{Prefix: "whatchanged:slack:", Client: redis.NewClient(&redis.Options{
+			Addr: c.Redis.Addr, Password: c.Redis.Password.reveal(), DB: c.Redis.DB})}, nil
+	}
+	if a.store == nil {
+		st, err := store.OpenBolt(a.cfg.DataDir, 2*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		a.store = st
+	}
+	return &slack.BoltThreads{Store: a.store}, nil
 }
 
 // start starts every source that needs it, bounded by ctx.

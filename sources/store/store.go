@@ -25,6 +25,8 @@ type Store interface {
 	// Scan calls fn for each key in [from, to) of bucket, in key order, until
 	// fn returns false. An empty to means "to the end".
 	Scan(ctx context.Context, bucket, from, to string, fn func(key string, value []byte) bool) error
+	// Put writes entries in one transaction, replacing existing values.
+	Put(ctx context.Context, puts []KV) error
 	// Delete removes keys; absent keys are ignored.
 	Delete(ctx context.Context, keys []Key) error
 	Close() error
@@ -104,6 +106,24 @@ func (b *Bolt) PutIfAbsent(ctx context.Context, guard Key, puts []KV) (bool, err
 		return nil
 	})
 	return written, err
+}
+
+func (b *Bolt) Put(ctx context.Context, puts []KV) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return b.db.Update(func(tx *bolt.Tx) error {
+		for _, kv := range puts {
+			bk, err := tx.CreateBucketIfNotExists([]byte(kv.Bucket))
+			if err != nil {
+				return err
+			}
+			if err := bk.Put([]byte(kv.Key.Key), kv.Value); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func (b *Bolt) Scan(ctx context.Context, bucket, from, to string, fn func(string, []byte) bool) error {

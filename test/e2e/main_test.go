@@ -100,6 +100,38 @@ func startProcess(t *testing.T, name, bin string, args ...string) <-chan struct{
 	return done
 }
 
+// startProcessStoppable is startProcess with a way to stop it early (a
+// restart); stopping twice is harmless.
+func startProcessStoppable(t *testing.T, name, bin string, args ...string) (stop func()) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	logPath := filepath.Join(t.TempDir(), name+".log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(os.Interrupt)
+			_ = cmd.Wait()
+			logFile.Close()
+		})
+	}
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("--- %s log:\n%s", name, b)
+		}
+	})
+	return stop
+}
+
 func waitReady(t *testing.T, url string, exited <-chan struct{}) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)

@@ -1,0 +1,285 @@
+// Package slack delivers notifications to Slack itself (Slack does not take
+// Alertmanager's webhook JSON): one thread per alert group, the parent
+// edited when the group resolves, mentions by severity only on the parent
+// and on escalation, and the deploy suspect up front.
+package slack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/slack-go/slack"
+	"golang.org/x/time/rate"
+
+	"github.com/whatchanged/whatchanged/enrich/deliver"
+)
+
+// Config of a Slack target.
+type Config struct {
+	Token             string        // bot token (chat:write), a secret
+	APIURL            string        // default Slack's; tests and proxies set it
+	Channel           string        // default channel
+	Severity          Severity      //
+	ReplyBroadcast    bool          // escalation replies also show in the channel
+	ResolvedRetention time.Duration // keep a resolved group's thread this long (a re-fire after it starts a new parent)
+	AnnotationPrefix  string
+}
+
+// Target is one Slack destination.
+type Target struct {
+	name    string
+	cfg     Config
+	api     *slack.Client
+	threads Threads
+	log     *slog.Logger
+	now     func() time.Time
+
+	mu       sync.Mutex
+	limiters map[string]*rate.Limiter
+}
+
+var _ deliver.Target = (*Target)(nil)
+
+// New builds the target; the client is built once and reused.
+func New(name string, cfg Config, threads Threads, client *http.Client, log *slog.Logger) *Target {
+	if cfg.ResolvedRetention == 0 {
+		cfg.ResolvedRetention = 24 * time.Hour
+	}
+	if cfg.Severity.Label == "" {
+		cfg.Severity.Label = "severity"
+	}
+	if cfg.AnnotationPrefix == "" {
+		cfg.AnnotationPrefix = "whatchanged_"
+	}
+	opts := []slack.Option{slack.OptionHTTPClient(client)}
+	if cfg.APIURL != "" {
+		opts = append(opts, slack.OptionAPIURL(cfg.APIURL))
+	}
+	return &Target{name: name, cfg: cfg, api: slack.New(cfg.Token, opts...), threads: threads, log: log, now: time.Now,
+		limiters: map[string]*rate.Limiter{}}
+}
+
+func (t *Target) Name() string { return t.name }
+
+// firingKeep is how long a firing group's thread is kept: longer than any
+// repeat_interval in practice.
+const firingKeep = 30 * 24 * time.Hour
+
+// Deliver posts or threads the notification. Slack never gets the original
+// body (it is not Slack's format): a failure to send is a retry, a refusal
+// that cannot pass (bad token, unknown channel) is named and not retried forever.
+func (t *Target) Deliver(ctx context.Context, enriched, _ []byte) deliver.Result {
+	g, err := decodeGroup(enriched)
+	if err != nil {
+		return deliver.Result{Outcome: deliver.Rejected, Err: fmt.Errorf("slack %s: %w", t.name, err)}
+	}
+	level, lvl := t.cfg.Severity.level(g.severity(t.cfg.Severity.Label), t.cfg.Channel)
+	if lvl.Channel == "" {
+		return deliver.Result{Outcome: deliver.Rejected, Err: fmt.Errorf("slack %s: no channel configured for this severity", t.name)}
+	}
+	key := lvl.Channel + "|" + g.GroupKey
+	th, known, err := t.threads.Get(ctx, key)
+	if err != nil { // degrade to a new parent, never to a lost notification
+		t.log.Warn("slack thread store unavailable; posting a new parent", "target", t.name, "err", err)
+		known = false
+	}
+	now := t.now()
+	switch {
+	case g.Status == "firing" && (!known || !th.Firing):
+		ts, err := t.post(ctx, lvl.Channel, "", false, parentBlocks(g.group, t.cfg.AnnotationPrefix, lvl.Mention, now), g.fallback())
+		if err != nil {
+			return t.failed(err)
+		}
+		t.save(ctx, key, Thread{Channel: lvl.Channel, TS: ts, Firing: true, Level: level, StartedAt: g.StartsAt}, firingKeep)
+	case g.Status == "firing":
+		var mentions []string
+		escalated := level > th.Level
+		if escalated {
+			mentions = lvl.Mention
+			th.Level = level
+		}
+		if _, err := t.post(ctx, th.Channel, th.TS, escalated && t.cfg.ReplyBroadcast, replyBlocks(g.group, mentions), g.fallback()); err != nil {
+			return t.failed(err)
+		}
+		t.save(ctx, key, th, firingKeep)
+	case known && th.Firing: // resolved: edit the parent, say so in the thread
+		if err := t.update(ctx, th.Channel, th.TS, resolvedParent(g.group, t.cfg.AnnotationPrefix, th.StartedAt, now), g.fallback()); err != nil {
+			return t.failed(err)
+		}
+		if _, err := t.post(ctx, th.Channel, th.TS, false, resolvedReply(th.StartedAt, now), "Resolved"); err != nil {
+			return t.failed(err)
+		}
+		th.Firing, th.ResolvedAt = false, now
+		t.save(ctx, key, th, t.cfg.ResolvedRetention)
+	default: // resolved with no thread known (store lost, or sent before we ran)
+		if _, err := t.post(ctx, lvl.Channel, "", false, resolvedParent(g.group, t.cfg.AnnotationPrefix, g.StartsAt, now), g.fallback()); err != nil {
+			return t.failed(err)
+		}
+	}
+	return deliver.Result{Outcome: deliver.Delivered, Status: http.StatusOK}
+}
+
+func (t *Target) save(ctx context.Context, key string, th Thread, ttl time.Duration) {
+	if err := t.threads.Put(ctx, key, th, ttl); err != nil {
+		t.log.Warn("slack thread store: could not save; the next notification starts a new parent", "target", t.name, "err", err)
+	}
+}
+
+// limiter allows about one message a second per channel (Slack's rate),
+// with a short burst.
+func (t *Target) limiter(channel string) *rate.Limiter {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l, ok := t.limiters[channel]
+	if !ok {
+		l = rate.NewLimiter(rate.Every(time.Second), 3)
+		t.limiters[channel] = l
+	}
+	return l
+}
+
+func (t *Target) post(ctx context.Context, channel, threadTS string, broadcast bool, blocks []slack.Block, fallback string) (string, error) {
+	opts := []slack.MsgOption{slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(fallback, false)}
+	if threadTS != "" {
+		opts = append(opts, slack.MsgOptionTS(threadTS))
+		if broadcast {
+			opts = append(opts, slack.MsgOptionBroadcast())
+		}
+	}
+	var ts string
+	err := t.withRetry(ctx, channel, func() error {
+		var err error
+		_, ts, err = t.api.PostMessageContext(ctx, channel, opts...)
+		return err
+	})
+	return ts, err
+}
+
+func (t *Target) update(ctx context.Context, channel, ts string, blocks []slack.Block, fallback string) error {
+	return t.withRetry(ctx, channel, func() error {
+		_, _, _, err := t.api.UpdateMessageContext(ctx, channel, ts, slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(fallback, false))
+		return err
+	})
+}
+
+// withRetry waits for the channel's limiter and honours one 429 Retry-After
+// if it fits in the caller's deadline; otherwise the error goes up and
+// Alertmanager retries.
+func (t *Target) withRetry(ctx context.Context, channel string, call func() error) error {
+	for attempt := 0; ; attempt++ {
+		if err := t.limiter(channel).Wait(ctx); err != nil {
+			return fmt.Errorf("rate limit wait: %w", err)
+		}
+		err := call()
+		var rl *slack.RateLimitedError
+		if !errors.As(err, &rl) || attempt > 0 {
+			return err
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < rl.RetryAfter {
+			return err
+		}
+		select {
+		case <-time.After(rl.RetryAfter):
+		case <-ctx.Done():
+			return err
+		}
+	}
+}
+
+// permanent Slack errors: retrying cannot help until someone fixes the setup.
+var permanent = map[string]string{
+	"channel_not_found": "the channel does not exist or the bot cannot see it",
+	"not_in_channel":    "invite the bot to the channel",
+	"invalid_auth":      "the bot token is invalid",
+	"account_inactive":  "the bot token belongs to a deactivated app",
+	"token_revoked":     "the bot token was revoked",
+	"missing_scope":     "the bot token lacks chat:write",
+	"is_archived":       "the channel is archived",
+}
+
+func (t *Target) failed(err error) deliver.Result {
+	var se slack.SlackErrorResponse
+	if errors.As(err, &se) {
+		if hint, ok := permanent[se.Err]; ok {
+			return deliver.Result{Outcome: deliver.Rejected, Err: fmt.Errorf("slack %s: %s: %s", t.name, se.Err, hint)}
+		}
+	}
+	if e := err.Error(); permanent[e] != "" {
+		return deliver.Result{Outcome: deliver.Rejected, Err: fmt.Errorf("slack %s: %s: %s", t.name, e, permanent[e])}
+	}
+	var rl *slack.RateLimitedError
+	if errors.As(err, &rl) {
+		return deliver.Result{Outcome: deliver.Retry, Status: http.StatusTooManyRequests, Err: fmt.Errorf("slack %s: rate limited (retry after %s)", t.name, rl.RetryAfter)}
+	}
+	return deliver.Result{Outcome: deliver.Retry, Err: fmt.Errorf("slack %s: %v", t.name, scrub(err, t.cfg.Token))}
+}
+
+func scrub(err error, token string) string {
+	if token == "" {
+		return err.Error()
+	}
+	return strings.ReplaceAll(err.Error(), token, "<redacted>")
+}
+
+// notification is the webhook body as the Slack target reads it.
+type notification struct {
+	group
+	GroupKey string
+}
+
+func (n notification) severity(label string) string {
+	if v := n.CommonLabels[label]; v != "" {
+		return v
+	}
+	best := ""
+	for _, a := range n.firing() { // the worst firing alert's severity
+		if v := a.Labels[label]; v != "" {
+			if lv, _ := (Severity{}).level(v, ""); best == "" {
+				best = v
+			} else if lb, _ := (Severity{}).level(best, ""); lv > lb {
+				best = v
+			}
+		}
+	}
+	return best
+}
+
+func (n notification) fallback() string {
+	return fmt.Sprintf("[%s] %s", n.Status, n.title())
+}
+
+func decodeGroup(body []byte) (notification, error) {
+	var raw struct {
+		Status       string            `json:"status"`
+		GroupKey     string            `json:"groupKey"`
+		GroupLabels  map[string]string `json:"groupLabels"`
+		CommonLabels map[string]string `json:"commonLabels"`
+		ExternalURL  string            `json:"externalURL"`
+		Alerts       []struct {
+			Status       string            `json:"status"`
+			Labels       map[string]string `json:"labels"`
+			Annotations  map[string]string `json:"annotations"`
+			StartsAt     time.Time         `json:"startsAt"`
+			EndsAt       time.Time         `json:"endsAt"`
+			GeneratorURL string            `json:"generatorURL"`
+		} `json:"alerts"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return notification{}, fmt.Errorf("not a webhook body: %w", err)
+	}
+	n := notification{GroupKey: raw.GroupKey, group: group{Status: raw.Status, GroupLabels: raw.GroupLabels, CommonLabels: raw.CommonLabels, ExternalURL: raw.ExternalURL}}
+	for _, a := range raw.Alerts {
+		n.Alerts = append(n.Alerts, alert{Status: a.Status, Labels: a.Labels, Annotations: a.Annotations, StartsAt: a.StartsAt, EndsAt: a.EndsAt, GeneratorURL: a.GeneratorURL})
+		if n.StartsAt.IsZero() || (a.StartsAt.Before(n.StartsAt) && a.StartsAt.Year() > 1) {
+			n.StartsAt = a.StartsAt
+		}
+	}
+	return n, nil
+}

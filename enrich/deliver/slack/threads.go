@@ -1,0 +1,99 @@
+package slack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/whatchanged/whatchanged/sources/store"
+)
+
+// Thread is what whatchanged remembers of one alert group's Slack thread.
+type Thread struct {
+	Channel    string    `json:"channel"`
+	TS         string    `json:"ts"` // the parent message
+	Firing     bool      `json:"firing"`
+	Level      int       `json:"level"` // highest severity level mentioned so far
+	StartedAt  time.Time `json:"startedAt"`
+	ResolvedAt time.Time `json:"resolvedAt,omitzero"`
+	ExpiresAt  time.Time `json:"expiresAt,omitzero"`
+}
+
+// Threads keeps groupKey → Thread. Losing an entry only means the next
+// notification starts a new parent message.
+type Threads interface {
+	Get(ctx context.Context, key string) (Thread, bool, error)
+	Put(ctx context.Context, key string, t Thread, ttl time.Duration) error
+}
+
+// BoltThreads keeps threads in the embedded file store (survives restarts
+// of one replica).
+type BoltThreads struct {
+	Store store.Store
+	now   func() time.Time
+}
+
+const threadsBucket = "slack/threads"
+
+func (b *BoltThreads) Get(ctx context.Context, key string) (Thread, bool, error) {
+	v, ok, err := b.Store.Get(ctx, threadsBucket, key)
+	if err != nil || !ok {
+		return Thread{}, false, err
+	}
+	var t Thread
+	if err := json.Unmarshal(v, &t); err != nil {
+		return Thread{}, false, err
+	}
+	if !t.ExpiresAt.IsZero() && b.clock().After(t.ExpiresAt) {
+		return Thread{}, false, nil
+	}
+	return t, true, nil
+}
+
+func (b *BoltThreads) Put(ctx context.Context, key string, t Thread, ttl time.Duration) error {
+	if ttl > 0 {
+		t.ExpiresAt = b.clock().Add(ttl)
+	}
+	v, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	return b.Store.Put(ctx, []store.KV{{Key: store.Key{Bucket: threadsBucket, Key: key}, Value: v}})
+}
+
+func (b *BoltThreads) clock() time.Time {
+	if b.now != nil {
+		return b.now()
+	}
+	return time.Now()
+}
+
+// RedisThreads keeps threads in Redis, shared by replicas (Alertmanager HA
+// may call a different replica's whatchanged for the same group).
+type RedisThreads struct {
+	Client *redis.Client
+	Prefix string
+}
+
+func (r *RedisThreads) Get(ctx context.Context, key string) (Thread, bool, error) {
+	v, err := r.Client.Get(ctx, r.Prefix+key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return Thread{}, false, nil
+	}
+	if err != nil {
+		return Thread{}, false, err
+	}
+	var t Thread
+	return t, true, json.Unmarshal(v, &t)
+}
+
+func (r *RedisThreads) Put(ctx context.Context, key string, t Thread, ttl time.Duration) error {
+	v, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	return r.Client.Set(ctx, r.Prefix+key, v, ttl).Err()
+}
