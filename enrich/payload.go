@@ -77,6 +77,16 @@ func DecodeWebhook(body []byte) (*Payload, error) {
 	return p, nil
 }
 
+// LabelSet reads a label map field of the body (groupLabels, commonLabels);
+// nil when absent or not a map of strings.
+func (p *Payload) LabelSet(field string) map[string]string {
+	var m map[string]string
+	if v, ok := p.raw[field]; ok {
+		_ = json.Unmarshal(v, &m)
+	}
+	return m
+}
+
 // DecodeAlerts parses a postable-alerts array (POST /api/v2/alerts body).
 func DecodeAlerts(body []byte) ([]*Alert, error) {
 	if err := checkJSON(body); err != nil {

@@ -9,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/slack-go/slack"
+
+	"github.com/whatchanged/whatchanged/enrich"
 )
 
 // Slack's limits: 50 blocks a message, 3000 characters a section text.
@@ -25,22 +27,12 @@ type group struct {
 	Status       string
 	GroupLabels  map[string]string
 	CommonLabels map[string]string
-	ExternalURL  string
-	Alerts       []alert
+	Alerts       []*enrich.Alert
 	StartsAt     time.Time
 }
 
-type alert struct {
-	Status       string
-	Labels       map[string]string
-	Annotations  map[string]string
-	StartsAt     time.Time
-	EndsAt       time.Time
-	GeneratorURL string
-}
-
-func (g group) firing() []alert {
-	var out []alert
+func (g group) firing() []*enrich.Alert {
+	var out []*enrich.Alert
 	for _, a := range g.Alerts {
 		if a.Status == "firing" {
 			out = append(out, a)
@@ -161,7 +153,7 @@ func changeBlocks(g group, prefix string) []slack.Block {
 	return blocks
 }
 
-func alertBlocks(alerts []alert, used int) []slack.Block {
+func alertBlocks(alerts []*enrich.Alert, used int) []slack.Block {
 	var lines []string
 	for i, a := range alerts {
 		if i == maxAlertsShown {

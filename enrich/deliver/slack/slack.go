@@ -6,7 +6,6 @@ package slack
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 	"github.com/slack-go/slack"
 	"golang.org/x/time/rate"
 
+	"github.com/whatchanged/whatchanged/enrich"
 	"github.com/whatchanged/whatchanged/enrich/deliver"
 )
 
@@ -255,29 +255,16 @@ func (n notification) fallback() string {
 	return fmt.Sprintf("[%s] %s", n.Status, n.title())
 }
 
+// decodeGroup reads the enriched body with the pipeline's own decoder.
 func decodeGroup(body []byte) (notification, error) {
-	var raw struct {
-		Status       string            `json:"status"`
-		GroupKey     string            `json:"groupKey"`
-		GroupLabels  map[string]string `json:"groupLabels"`
-		CommonLabels map[string]string `json:"commonLabels"`
-		ExternalURL  string            `json:"externalURL"`
-		Alerts       []struct {
-			Status       string            `json:"status"`
-			Labels       map[string]string `json:"labels"`
-			Annotations  map[string]string `json:"annotations"`
-			StartsAt     time.Time         `json:"startsAt"`
-			EndsAt       time.Time         `json:"endsAt"`
-			GeneratorURL string            `json:"generatorURL"`
-		} `json:"alerts"`
-	}
-	if err := json.Unmarshal(body, &raw); err != nil {
+	p, err := enrich.DecodeWebhook(body)
+	if err != nil {
 		return notification{}, fmt.Errorf("not a webhook body: %w", err)
 	}
-	n := notification{GroupKey: raw.GroupKey, group: group{Status: raw.Status, GroupLabels: raw.GroupLabels, CommonLabels: raw.CommonLabels, ExternalURL: raw.ExternalURL}}
-	for _, a := range raw.Alerts {
-		n.Alerts = append(n.Alerts, alert{Status: a.Status, Labels: a.Labels, Annotations: a.Annotations, StartsAt: a.StartsAt, EndsAt: a.EndsAt, GeneratorURL: a.GeneratorURL})
-		if n.StartsAt.IsZero() || (a.StartsAt.Before(n.StartsAt) && a.StartsAt.Year() > 1) {
+	n := notification{GroupKey: p.GroupKey, group: group{Status: p.Status, Alerts: p.Alerts,
+		GroupLabels: p.LabelSet("groupLabels"), CommonLabels: p.LabelSet("commonLabels")}}
+	for _, a := range p.Alerts {
+		if a.StartsAt.Year() > 1 && (n.StartsAt.IsZero() || a.StartsAt.Before(n.StartsAt)) {
 			n.StartsAt = a.StartsAt
 		}
 	}
