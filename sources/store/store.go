@@ -93,17 +93,8 @@ func (b *Bolt) PutIfAbsent(ctx context.Context, guard Key, puts []KV) (bool, err
 		if gb := tx.Bucket([]byte(guard.Bucket)); gb != nil && gb.Get([]byte(guard.Key)) != nil {
 			return nil
 		}
-		for _, kv := range puts {
-			bk, err := tx.CreateBucketIfNotExists([]byte(kv.Bucket))
-			if err != nil {
-				return err
-			}
-			if err := bk.Put([]byte(kv.Key.Key), kv.Value); err != nil {
-				return err
-			}
-		}
 		written = true
-		return nil
+		return putAll(tx, puts)
 	})
 	return written, err
 }
@@ -112,18 +103,20 @@ func (b *Bolt) Put(ctx context.Context, puts []KV) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return b.db.Update(func(tx *bolt.Tx) error {
-		for _, kv := range puts {
-			bk, err := tx.CreateBucketIfNotExists([]byte(kv.Bucket))
-			if err != nil {
-				return err
-			}
-			if err := bk.Put([]byte(kv.Key.Key), kv.Value); err != nil {
-				return err
-			}
+	return b.db.Update(func(tx *bolt.Tx) error { return putAll(tx, puts) })
+}
+
+func putAll(tx *bolt.Tx, puts []KV) error {
+	for _, kv := range puts {
+		bk, err := tx.CreateBucketIfNotExists([]byte(kv.Bucket))
+		if err != nil {
+			return err
 		}
-		return nil
-	})
+		if err := bk.Put([]byte(kv.Key.Key), kv.Value); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (b *Bolt) Scan(ctx context.Context, bucket, from, to string, fn func(string, []byte) bool) error {
