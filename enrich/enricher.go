@@ -108,9 +108,6 @@ func New(opts Options, resolver *Resolver, entries []SourceEntry, metrics *Metri
 	return &Enricher{opts: opts.WithDefaults(), resolver: resolver, sources: entries, metrics: metrics, now: time.Now}
 }
 
-// Options returns the effective options.
-func (e *Enricher) Options() Options { return e.opts }
-
 // Report explains one enrichment: for each alert, how its subject was
 // resolved, what every source answered and how changes were ranked.
 type Report struct {

@@ -105,7 +105,7 @@ func describe(ch sources.Change, suspect bool) string {
 		b.WriteString(" (in progress)")
 	}
 	if msg := firstLine(ch.Message); msg != "" && !suspect {
-		fmt.Fprintf(&b, ": %q", truncate(msg, 80))
+		fmt.Fprintf(&b, ": %q", sources.Truncate(msg, 80))
 	}
 	srcs := ch.Sources
 	if len(srcs) == 0 {
@@ -147,7 +147,7 @@ func linkLines(ch sources.Change) string {
 func (e *Enricher) changesJSON(shown []sources.Change) string {
 	trimmed := make([]sources.Change, len(shown))
 	for i, ch := range shown {
-		ch.Message = truncate(ch.Message, maxMessageInJSON)
+		ch.Message = sources.Truncate(ch.Message, maxMessageInJSON)
 		trimmed[i] = ch
 	}
 	for n := len(trimmed); n > 0; n-- {
@@ -179,17 +179,6 @@ func (e *Enricher) bound(s string) string {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
 	return strings.TrimSpace(line)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	s = s[:n]
-	for !utf8.ValidString(s) {
-		s = s[:len(s)-1]
-	}
-	return s + "…"
 }
 
 func shortRev(rev string) string {

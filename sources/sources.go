@@ -62,10 +62,6 @@ type Query struct {
 	MaxLoose int
 }
 
-// ErrUnknownSource is returned by the source factory for a type name it does
-// not know.
-var ErrUnknownSource = errors.New("unknown source type")
-
 // ErrInvalidChange wraps validation failures of a pushed change.
 var ErrInvalidChange = errors.New("invalid change")
 

@@ -2,6 +2,7 @@ package sources
 
 import (
 	"strings"
+	"unicode/utf8"
 )
 
 // Subject is what an alert is about, as far as changes are concerned: the
@@ -128,4 +129,18 @@ func NormalizeRepo(repo string) string {
 		host = h
 	}
 	return strings.ToLower(host) + "/" + path
+}
+
+// Truncate cuts s to at most n bytes without splitting a character and
+// marks the cut with "…". Messages and commit lines go through it before
+// they reach annotations and notifiers.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "…"
 }

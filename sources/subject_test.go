@@ -1,6 +1,9 @@
 package sources
 
-import "testing"
+import (
+	"testing"
+	"unicode/utf8"
+)
 
 func TestNormalizeRepo(t *testing.T) {
 	for in, want := range map[string]string{
@@ -39,6 +42,25 @@ func TestRelate(t *testing.T) {
 	for _, tt := range tests {
 		if got := Relate(alert, tt.change); got != tt.want {
 			t.Errorf("%s: Relate = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestTruncate(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"exactly10!", 10, "exactly10!"},
+		{"abcdefghijk", 5, "abcde…"},
+		{"héllo wörld", 2, "h…"}, // "é" is 2 bytes: never cut in half
+		{"日本語のコミット", 4, "日…"},
+	} {
+		got := Truncate(tt.in, tt.n)
+		if got != tt.want || !utf8.ValidString(got) {
+			t.Errorf("Truncate(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
 		}
 	}
 }

@@ -330,7 +330,7 @@ func (s *Source) attachCompare(ctx context.Context, repo string, c *sources.Chan
 		}
 		for i := len(res.Commits) - 1; i >= 0 && len(cmp.lines) < maxCompareLines; i-- { // newest first
 			line, _, _ := strings.Cut(res.Commits[i].GetCommit().GetMessage(), "\n")
-			cmp.lines = append(cmp.lines, truncate(line, 100))
+			cmp.lines = append(cmp.lines, sources.Truncate(line, 100))
 		}
 		s.mu.Lock()
 		s.compares[key] = cmp
@@ -400,11 +400,4 @@ func deploymentStatus(state string) string {
 		return sources.StatusInProgress
 	}
 	return sources.StatusUnknown
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

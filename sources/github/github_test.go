@@ -103,14 +103,13 @@ func TestStormMakesOneRequestPerEndpointAndRefreshIs304(t *testing.T) {
 	// A background refresh of an unchanged repository: all conditional.
 	f.delay = 0
 	s.RefreshAll(context.Background())
-	hits, full2, notMod := f.counts()
+	_, full2, notMod := f.counts()
 	if full2 != full || notMod != 4 {
 		t.Errorf("refresh of an unchanged repo: %d more full requests, %d 304s; want 0 and 4 (compares are cached for good)", full2-full, notMod)
 	}
 	if st := s.Stats(); st.NotModified != 4 || st.Remaining != 4994 || st.Limit != 5000 {
 		t.Errorf("stats = %+v", st)
 	}
-	_ = hits
 }
 
 func TestRateLimitedServesCacheAndStopsAsking(t *testing.T) {

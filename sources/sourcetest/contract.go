@@ -20,8 +20,9 @@ import (
 func Contract(t *testing.T, src sources.Source, known sources.Query) {
 	t.Helper()
 	t.Run("names itself", func(t *testing.T) {
-		if src.Name() == "" || src.Name() != src.Name() {
-			t.Fatalf("Name() = %q, want a stable non-empty name", src.Name())
+		first, second := src.Name(), src.Name()
+		if first == "" || first != second {
+			t.Fatalf("Name() = %q then %q, want a stable non-empty name", first, second)
 		}
 	})
 	t.Run("answers for a known subject", func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Store is a bucketed, ordered key/value store.
@@ -57,7 +58,7 @@ func OpenBolt(dir string, lockWait time.Duration) (*Bolt, error) {
 	}
 	path := filepath.Join(dir, "whatchanged.db")
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockWait})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("store: %s: %w", path, ErrLocked)
 	}
 	if err != nil {

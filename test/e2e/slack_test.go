@@ -114,7 +114,7 @@ receivers:
 	if status, body := post(t, amURL+"/api/v2/alerts", alert(fmt.Sprintf(`,"endsAt":%q`, time.Now().UTC().Add(-time.Second).Format(time.RFC3339)))); status != 200 {
 		t.Fatalf("resolve: %d %s", status, body)
 	}
-	c = waitCalls("the parent edited as resolved", func(c []slackCall) bool {
+	waitCalls("the parent edited as resolved", func(c []slackCall) bool {
 		for _, x := range c {
 			if x.method == "chat.update" {
 				return true

@@ -6,11 +6,11 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/slack-go/slack"
 
 	"github.com/whatchanged/whatchanged/enrich"
+	"github.com/whatchanged/whatchanged/sources"
 )
 
 // Slack's limits: 50 blocks a message, 3000 characters a section text.
@@ -64,18 +64,7 @@ func (g group) annotation(key string) string {
 }
 
 func text(s string) *slack.TextBlockObject {
-	return slack.NewTextBlockObject(slack.MarkdownType, clip(s, maxSectionText), false, false)
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	s = s[:n]
-	for !utf8.ValidString(s) {
-		s = s[:len(s)-1]
-	}
-	return s + "…"
+	return slack.NewTextBlockObject(slack.MarkdownType, sources.Truncate(s, maxSectionText), false, false)
 }
 
 // parentBlocks: what changed first, then the alerts; mentions only here.
@@ -164,7 +153,7 @@ func alertBlocks(alerts []*enrich.Alert, used int) []slack.Block {
 		if desc == "" {
 			desc = a.Annotations["description"]
 		}
-		lines = append(lines, fmt.Sprintf("• %s %s", labelLine(a.Labels, "alertname", "severity"), clip(desc, 200)))
+		lines = append(lines, fmt.Sprintf("• %s %s", labelLine(a.Labels, "alertname", "severity"), sources.Truncate(desc, 200)))
 	}
 	if len(lines) == 0 {
 		return nil
