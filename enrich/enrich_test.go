@@ -132,7 +132,7 @@ func TestRankOrderMergeAndSuspect(t *testing.T) {
 	// ci-41 is outside the lookback. Score is relation × closeness: web-9
 	// (same namespace, 5m before) outranks cfg-7 (same app, 3h before), and
 	// the rollback after the start is discounted.
-	want := []string{"ci-42/workload/13m", "flag-1/repo/40m", "web-9/namespace/5m", "rollback-1/workload/-2m", "cfg-7/app/3h"}
+	want := []string{"shop-api/17/workload/13m", "flag-1/repo/40m", "web-9/namespace/5m", "rollback-1/workload/-2m", "cfg-7/app/3h"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("ranking\n got %v\nwant %v", got, want)
 	}
@@ -143,8 +143,10 @@ func TestRankOrderMergeAndSuspect(t *testing.T) {
 	if !top.StartedAt.Equal(t0.Add(-13*time.Minute)) || !top.FinishedAt.Equal(t0.Add(-9*time.Minute)) {
 		t.Errorf("merged window = %v…%v, want the union", top.StartedAt, top.FinishedAt)
 	}
-	if rep.Suspect == nil || rep.Suspect.ID != "ci-42" {
-		t.Fatalf("suspect = %+v, want ci-42", rep.Suspect)
+	// Named after the sync (the deploy itself), about the workload the CI
+	// event named.
+	if rep.Suspect == nil || rep.Suspect.ID != "shop-api/17" || rep.Suspect.Subject.Name != "api" {
+		t.Fatalf("suspect = %+v, want the merged sync of shop/api", rep.Suspect)
 	}
 	for _, s := range srcs {
 		if n := s.Source.(*staticSource).calls.Load(); n != 1 {
@@ -189,8 +191,23 @@ func TestMergeKeepsDistinctDeploys(t *testing.T) {
 			sources.Change{Source: "k", Subject: worker, Revision: "42", StartedAt: t0}, false},
 		{"same version redeployed a day later", sources.Change{Source: "c", Version: "api:1.8.3", StartedAt: t0},
 			sources.Change{Source: "c", Version: "api:1.8.3", StartedAt: t0.Add(24 * time.Hour)}, false},
-		{"rollout inside a sync window", sources.Change{Source: "argocd", Subject: api, StartedAt: t0, FinishedAt: t0.Add(5 * time.Minute)},
-			sources.Change{Source: "kubernetes", Subject: api, Revision: "7", StartedAt: t0.Add(2 * time.Minute)}, true},
+		{"rollout inside a sync window", sources.Change{Source: "argocd", Kind: "sync", Subject: sources.Subject{Namespace: "shop", App: "shop-api"}, StartedAt: t0, FinishedAt: t0.Add(5 * time.Minute)},
+			sources.Change{Source: "kubernetes", Kind: "rollout", Subject: api, Revision: "7", StartedAt: t0.Add(2 * time.Minute)}, true},
+		{"rollout after the sync window", sources.Change{Source: "argocd", Kind: "sync", Subject: sources.Subject{Namespace: "shop", App: "shop-api"}, StartedAt: t0, FinishedAt: t0.Add(5 * time.Minute)},
+			sources.Change{Source: "kubernetes", Kind: "rollout", Subject: api, Revision: "7", StartedAt: t0.Add(20 * time.Minute)}, false},
+		{"image tag is the commit", sources.Change{Source: "argocd", Kind: "sync", Subject: sources.Subject{App: "shop-api"}, Revision: "5f2c1e9d0c7a4b3e8f1a2b3c4d5e6f7a8b9c0d1e", StartedAt: t0},
+			rollout(api, "2", "ghcr.io/acme/api:5f2c1e9", t0.Add(time.Minute)), true},
+		{"image tag is the release without v", sources.Change{Source: "github", Kind: "release", Subject: sources.Subject{Repo: "github.com/acme/api"}, Version: "v1.4.0", StartedAt: t0},
+			rollout(api, "2", "ghcr.io/acme/api:1.4.0", t0.Add(3*time.Minute)), true},
+		{"release of another repo with the same tag", sources.Change{Source: "github", Kind: "release", Subject: sources.Subject{Repo: "github.com/acme/web"}, Version: "v1.4.0", StartedAt: t0},
+			rollout(api, "2", "ghcr.io/acme/api:1.4.0", t0.Add(3*time.Minute)), false},
+		{"rollout hours after the release", sources.Change{Source: "github", Kind: "release", Subject: sources.Subject{Repo: "github.com/acme/api"}, Version: "v1.4.0", StartedAt: t0},
+			rollout(api, "2", "ghcr.io/acme/api:1.4.0", t0.Add(3*time.Hour)), false},
+		{"rollout long before the CI event", sources.Change{Source: "changes", Kind: "deploy", Subject: api, Revision: "5f2c1e9", StartedAt: t0.Add(20 * time.Minute)},
+			rollout(api, "2", "ghcr.io/acme/api:5f2c1e9", t0), false},
+		{"latest is no revision", sources.Change{Source: "changes", Kind: "deploy", Subject: api, Version: "latest", StartedAt: t0},
+			rollout(api, "2", "ghcr.io/acme/api:latest", t0.Add(time.Minute)), false},
+		{"two workloads sharing an image", rollout(api, "2", "ghcr.io/acme/base:7", t0), rollout(worker, "5", "ghcr.io/acme/base:7", t0), false},
 		{"same source same workload without a window", sources.Change{Source: "c", Subject: api, StartedAt: t0},
 			sources.Change{Source: "c", Subject: api, StartedAt: t0.Add(time.Minute)}, false},
 	}
@@ -201,6 +218,36 @@ func TestMergeKeepsDistinctDeploys(t *testing.T) {
 				t.Fatalf("merge gave %d changes, want same=%v", len(got), tt.same)
 			}
 		})
+	}
+}
+
+func rollout(s sources.Subject, rev, image string, at time.Time) sources.Change {
+	return sources.Change{Source: "kubernetes", Kind: "rollout", ID: s.Name + "@" + rev, Subject: s, Revision: rev, StartedAt: at,
+		Images: []sources.ImageChange{{Container: "main", To: image}}, Version: image}
+}
+
+// One CI deploy of commit 5f2c1e9: the api and worker rollouts of that
+// commit are its effects (one per workload); api's next revision is a
+// deploy of its own.
+func TestMergeFoldsOneRolloutPerWorkload(t *testing.T) {
+	ci := sources.Change{Source: "changes", Kind: "deploy", ID: "ci", Subject: sources.Subject{Namespace: "shop", App: "shop-api"},
+		Revision: "5f2c1e9", Author: "alice", StartedAt: t0}
+	apiRollout := rollout(api, "2", "ghcr.io/acme/api:5f2c1e9", t0.Add(time.Minute))
+	apiRollout.Relation = sources.RelationWorkload
+	got := merge([]sources.Change{ci, apiRollout,
+		rollout(api, "3", "ghcr.io/acme/api:77aa00b", t0.Add(2*time.Minute)), rollout(worker, "4", "ghcr.io/acme/worker:5f2c1e9", t0.Add(time.Minute))})
+	if len(got) != 2 {
+		t.Fatalf("got %d changes, want the deploy and api rev 3: %+v", len(got), got)
+	}
+	var merged *sources.Change
+	for i := range got {
+		if got[i].ID == "ci" {
+			merged = &got[i]
+		}
+	}
+	if merged == nil || len(merged.Rollouts) != 2 || merged.Rollouts[0].Name != "api" || merged.Rollouts[0].Revision != "2" ||
+		merged.Rollouts[1].Name != "worker" || merged.Author != "alice" || merged.Subject.Name != "api" {
+		t.Fatalf("merged = %+v", merged)
 	}
 }
 

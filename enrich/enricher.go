@@ -127,14 +127,38 @@ type AlertReport struct {
 	Sources     []SourceResult    `json:"sources"`
 	Ranking     []sources.Change  `json:"ranking"`
 	Suspect     *sources.Change   `json:"suspect,omitempty"`
+	// LastDeploy is the workload's newest deploy before the look-back,
+	// shown when nothing of it changed inside.
+	LastDeploy  *sources.Change   `json:"lastDeploy,omitempty"`
 	Annotations map[string]string `json:"annotations"`
 }
 
-// Window is the time range searched for one alert.
+// Window is the time range searched for one alert: from the look-back
+// before its start to the notification (firing) or its end (resolved), so
+// a fix deployed after the start is seen.
 type Window struct {
 	StartsAt time.Time `json:"startsAt"`
 	Since    time.Time `json:"since"`
 	Until    time.Time `json:"until"`
+}
+
+// historyHorizon is how far back sources are asked for the last deploy of
+// a workload that did not change in the look-back; their own history
+// (ReplicaSets, Argo CD's last syncs, releases) bounds what they keep.
+const historyHorizon = 90 * 24 * time.Hour
+
+// until is the end of an alert's window: its end when resolved, else the
+// notification (now), and never less than the configured look-ahead.
+func (e *Enricher) until(a *Alert, startsAt time.Time) time.Time {
+	until := startsAt.Add(e.opts.Lookahead)
+	end := e.now().UTC()
+	if !a.Firing(end) && !a.EndsAt.IsZero() && a.EndsAt.Year() > 1 {
+		end = a.EndsAt
+	}
+	if end.After(until) {
+		until = end
+	}
+	return until
 }
 
 // Enrich adds annotations to every alert for which skip (may be nil)
@@ -160,18 +184,19 @@ func (e *Enricher) Enrich(ctx context.Context, alerts []*Alert, skip func(*Alert
 		if startsAt.IsZero() || startsAt.Year() <= 1 {
 			startsAt = e.now().UTC() // postable alerts may omit it; Alertmanager uses "now" too
 		}
-		rep.Window = Window{StartsAt: startsAt, Since: startsAt.Add(-e.opts.Lookback), Until: startsAt.Add(e.opts.Lookahead)}
+		rep.Window = Window{StartsAt: startsAt, Since: startsAt.Add(-e.opts.Lookback), Until: e.until(a, startsAt)}
 		if rep.Subject.IsZero() {
 			continue
 		}
 		// One query per distinct subject, over the union of its alerts' windows.
 		key := rep.Subject.Key()
 		q, ok := queries[key]
+		since := rep.Window.Since.Add(-historyHorizon)
 		if !ok {
-			q = sources.Query{Subject: rep.Subject, Since: rep.Window.Since, Until: rep.Window.Until, MaxLoose: maxCandidates}
+			q = sources.Query{Subject: rep.Subject, Since: since, Until: rep.Window.Until, MaxLoose: maxCandidates}
 		}
-		if rep.Window.Since.Before(q.Since) {
-			q.Since = rep.Window.Since
+		if since.Before(q.Since) {
+			q.Since = since
 		}
 		if rep.Window.Until.After(q.Until) {
 			q.Until = rep.Window.Until
@@ -196,8 +221,8 @@ func (e *Enricher) Enrich(ctx context.Context, alerts []*Alert, skip func(*Alert
 			}
 		}
 		sort.Strings(errs)
-		rk := e.rank(rep.Subject, rep.Window.StartsAt, rep.Sources)
-		rep.Ranking, rep.Suspect = rk.changes, rk.suspect
+		rk := e.rank(rep.Subject, rep.Window, rep.Sources)
+		rep.Ranking, rep.Suspect, rep.LastDeploy = rk.changes, rk.suspect, rk.lastDeploy
 		rep.Annotations = e.render(a, rep.Subject, rk, errs)
 		if rep.Ranking == nil {
 			rep.Ranking = []sources.Change{}

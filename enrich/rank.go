@@ -24,15 +24,23 @@ var relationWeight = map[sources.Relation]float64{
 // they cannot have caused it, but a fix or rollback in flight is worth seeing.
 const afterStartWeight = 0.25
 
-// mergeWindow is how far apart two observations sharing a revision or
-// version may start and still be one deploy (a later redeploy of the same
-// version is another change).
-const mergeWindow = 30 * time.Minute
+// Roles a ranked change plays for the alert (Change.Role).
+const (
+	RoleSuspect     = "suspect"
+	RoleAlsoChanged = "also changed" // another workload of the alerting workload's app or release
+	RoleAfterStart  = "after start"  // a fix or rollback in flight; never the suspect
+)
+
+// maxHistory bounds the older changes kept to tell the last deploy.
+const maxHistory = 10
 
 // ranked is the outcome of ranking one alert's changes.
 type ranked struct {
 	changes []sources.Change // best first, merged, relation/score/beforeStart set
 	suspect *sources.Change
+	// lastDeploy is the newest deploy of the alerting workload (or its
+	// app) before the look-back, when nothing of it changed inside it.
+	lastDeploy *sources.Change
 }
 
 // maxCandidates bounds the work per alert: a busy namespace can hold
@@ -51,53 +59,155 @@ type candidate struct {
 }
 
 // rank relates, merges, scores and orders the changes the sources returned
-// for an alert's subject.
-func (e *Enricher) rank(subject sources.Subject, startsAt time.Time, results []SourceResult) ranked {
-	since, until := startsAt.Add(-e.opts.Lookback), startsAt.Add(e.opts.Lookahead)
-	var cands []candidate
+// for an alert's subject, in w: from the look-back to the notification
+// (firing) or the alert's end (resolved).
+func (e *Enricher) rank(subject sources.Subject, w Window, results []SourceResult) ranked {
+	startsAt := w.StartsAt
+	var cands, older []candidate
 	for r := range results {
 		for i := range results[r].Changes {
 			ch := &results[r].Changes[i]
-			if ch.StartedAt.Before(since) || ch.StartedAt.After(until) {
+			if ch.StartedAt.After(w.Until) {
 				continue
 			}
-			if rel := sources.Relate(subject, ch.Subject); rel != sources.RelationNone {
-				cands = append(cands, candidate{r, i, rel, e.scoreOf(rel, startsAt.Sub(ch.StartedAt)), ch.StartedAt})
+			rel := sources.Relate(subject, ch.Subject)
+			if rel == sources.RelationNone {
+				continue
+			}
+			c := candidate{r, i, rel, e.scoreOf(rel, startsAt.Sub(ch.StartedAt)), ch.StartedAt}
+			switch {
+			case !ch.StartedAt.Before(w.Since):
+				cands = append(cands, c)
+			case rel == sources.RelationWorkload || rel == sources.RelationApp:
+				older = append(older, c)
 			}
 		}
 	}
-	if len(cands) > maxCandidates {
-		slices.SortFunc(cands, func(a, b candidate) int {
-			switch {
-			case a.score != b.score:
-				return cmp.Compare(b.score, a.score)
-			case !a.startedAt.Equal(b.startedAt):
-				return b.startedAt.Compare(a.startedAt)
-			case a.result != b.result:
-				return cmp.Compare(a.result, b.result)
-			}
-			return cmp.Compare(a.index, b.index)
-		})
-		cands = cands[:maxCandidates]
-	}
-	related := make([]sources.Change, len(cands))
-	for j, c := range cands {
-		related[j] = results[c.result].Changes[c.index]
-		related[j].Relation = c.relation
-	}
-	merged := merge(related)
+	cands = best(cands, maxCandidates)
+	merged := merge(e.related(subject, results, cands))
 	e.score(merged, startsAt)
 	slices.SortStableFunc(merged, compareRanked)
 	r := ranked{changes: merged}
-	if len(merged) > 0 {
-		top := merged[0]
-		before := startsAt.Sub(top.StartedAt)
-		if (top.Relation == sources.RelationWorkload || top.Relation == sources.RelationApp) &&
-			before >= 0 && before <= e.opts.SuspectWindow {
-			r.suspect = &merged[0]
+	e.pickSuspect(&r, startsAt)
+
+	// Nothing of the workload in the look-back: its last deploy, however
+	// old, tells on-call to look elsewhere.
+	own := false
+	for _, ch := range merged {
+		if (ch.Relation == sources.RelationWorkload || ch.Relation == sources.RelationApp) && !ch.StartedAt.After(startsAt) {
+			own = true
 		}
 	}
+	if !own && len(older) > 0 {
+		slices.SortFunc(older, func(a, b candidate) int {
+			return cmp.Or(cmp.Compare(relationWeight[b.relation], relationWeight[a.relation]), b.startedAt.Compare(a.startedAt))
+		})
+		if len(older) > maxHistory {
+			older = older[:maxHistory]
+		}
+		hist := merge(e.related(subject, results, older))
+		e.score(hist, startsAt)
+		slices.SortStableFunc(hist, func(a, b sources.Change) int {
+			return cmp.Or(cmp.Compare(relationWeight[b.Relation], relationWeight[a.Relation]), b.StartedAt.Compare(a.StartedAt))
+		})
+		last := hist[0]
+		r.lastDeploy = &last
+	}
 	return r
+}
+
+// best keeps the n best-scored candidates.
+func best(cands []candidate, n int) []candidate {
+	if len(cands) <= n {
+		return cands
+	}
+	slices.SortFunc(cands, func(a, b candidate) int {
+		switch {
+		case a.score != b.score:
+			return cmp.Compare(b.score, a.score)
+		case !a.startedAt.Equal(b.startedAt):
+			return b.startedAt.Compare(a.startedAt)
+		case a.result != b.result:
+			return cmp.Compare(a.result, b.result)
+		}
+		return cmp.Compare(a.index, b.index)
+	})
+	return cands[:n]
+}
+
+// related copies the candidates out with their relation. A change of the
+// alerting workload itself takes the app and repo the alert's subject was
+// resolved to (an Argo CD app found through its resources, a repo from
+// its app's source), so the sync or release that caused it can be merged
+// with it.
+func (e *Enricher) related(subject sources.Subject, results []SourceResult, cands []candidate) []sources.Change {
+	out := make([]sources.Change, len(cands))
+	for j, c := range cands {
+		ch := results[c.result].Changes[c.index]
+		ch.Relation = c.relation
+		if c.relation == sources.RelationWorkload {
+			s := ch.Subject
+			s.Apps = slices.Clone(s.Apps)
+			for _, a := range append([]string{subject.App}, subject.Apps...) {
+				if a != "" && !s.HasApp(a) {
+					if s.App == "" {
+						s.App = a
+					} else {
+						s.Apps = append(s.Apps, a)
+					}
+				}
+			}
+			if s.Repo == "" {
+				s.Repo = subject.Repo
+			}
+			ch.Subject = s
+		}
+		out[j] = ch
+	}
+	return out
+}
+
+// pickSuspect names the suspect and each change's role. The suspect
+// started inside the suspect window before the alert and is closely
+// related; when the alerting workload itself changed in that window, its
+// own change is the suspect and its app's other workloads are "also
+// changed", however recent. The suspect is listed first.
+func (e *Enricher) pickSuspect(r *ranked, startsAt time.Time) {
+	suspect := -1
+	inWindow := func(ch sources.Change) bool {
+		before := startsAt.Sub(ch.StartedAt)
+		return before >= 0 && before <= e.opts.SuspectWindow
+	}
+	for _, rel := range []sources.Relation{sources.RelationWorkload, sources.RelationApp} {
+		for i, ch := range r.changes {
+			if ch.Relation == rel && inWindow(ch) {
+				suspect = i
+				break
+			}
+		}
+		if suspect >= 0 {
+			break
+		}
+	}
+	for i := range r.changes {
+		ch := &r.changes[i]
+		switch {
+		case i == suspect:
+			ch.Role = RoleSuspect
+		case ch.StartedAt.After(startsAt):
+			ch.Role = RoleAfterStart
+		case suspect >= 0 && r.changes[suspect].Relation == sources.RelationWorkload && ch.Relation == sources.RelationApp:
+			ch.Role = RoleAlsoChanged
+		}
+	}
+	if suspect > 0 {
+		s := r.changes[suspect]
+		copy(r.changes[1:suspect+1], r.changes[:suspect])
+		r.changes[0] = s
+	}
+	if suspect >= 0 {
+		r.suspect = &r.changes[0]
+	}
 }
 
 // score sets Score and BeforeStart: relation weight × closeness, where
@@ -140,178 +250,6 @@ func compareRanked(a, b sources.Change) int {
 		strings.Compare(a.Subject.Namespace, b.Subject.Namespace), strings.Compare(a.Subject.Kind, b.Subject.Kind),
 		strings.Compare(a.Subject.Name, b.Subject.Name), strings.Compare(a.Subject.App, b.Subject.App),
 		strings.Compare(a.Subject.Repo, b.Subject.Repo))
-}
-
-// merge folds observations of one deploy seen by several sources (or
-// reported twice) into one change: they share a commit, a revision of the
-// same workload, or a version, and started within mergeWindow of each other;
-// or one is observed by another source for the same workload inside the
-// other's start–finish window. Candidates are found through key buckets, so
-// the cost grows with the bucket sizes, not with the square of all changes.
-func merge(changes []sources.Change) []sources.Change {
-	n := len(changes)
-	parent := make([]int, n)
-	for i := range parent {
-		parent[i] = i
-	}
-	find := func(i int) int {
-		for parent[i] != i {
-			parent[i] = parent[parent[i]]
-			i = parent[i]
-		}
-		return i
-	}
-	union := func(i, j int) { parent[find(j)] = find(i) }
-	byKey := map[string][]int{}
-	byWorkload := map[string][]int{}
-	for i, c := range changes {
-		for _, k := range mergeKeys(c) {
-			for _, j := range byKey[k] {
-				if absDuration(c.StartedAt.Sub(changes[j].StartedAt)) <= mergeWindow {
-					union(j, i)
-				}
-			}
-			byKey[k] = append(byKey[k], i)
-		}
-		if c.Subject.Name == "" {
-			continue
-		}
-		w := c.Subject.Namespace + "/" + c.Subject.Name
-		for _, j := range byWorkload[w] {
-			o := changes[j]
-			if o.Source != c.Source && (within(c.StartedAt, o) || within(o.StartedAt, c)) {
-				union(j, i)
-			}
-		}
-		byWorkload[w] = append(byWorkload[w], i)
-	}
-	groups := map[int][]int{}
-	var order []int
-	for i := range changes {
-		r := find(i)
-		if _, ok := groups[r]; !ok {
-			order = append(order, r)
-		}
-		groups[r] = append(groups[r], i)
-	}
-	out := make([]sources.Change, 0, len(order))
-	for _, r := range order {
-		members := make([]sources.Change, 0, len(groups[r]))
-		for _, i := range groups[r] {
-			members = append(members, changes[i])
-		}
-		out = append(out, combine(members))
-	}
-	return out
-}
-
-func within(t time.Time, window sources.Change) bool {
-	return !window.FinishedAt.IsZero() && !t.Before(window.StartedAt) && !t.After(window.FinishedAt)
-}
-
-// mergeKeys: a commit sha identifies a deploy anywhere; a plain revision
-// number ("42") only within its workload; a version (image tag) anywhere.
-func mergeKeys(c sources.Change) []string {
-	var keys []string
-	if rev := strings.ToLower(c.Revision); rev != "" {
-		if isSHA(rev) {
-			keys = append(keys, "sha:"+rev[:7])
-		} else {
-			keys = append(keys, "rev:"+c.Subject.Namespace+"/"+c.Subject.Kind+"/"+c.Subject.Name+"@"+rev)
-		}
-	}
-	if c.Version != "" {
-		keys = append(keys, "ver:"+c.Version)
-	}
-	return keys
-}
-
-func isSHA(s string) bool {
-	if len(s) < 7 || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-var statusRank = map[string]int{sources.StatusFailed: 3, sources.StatusInProgress: 2, sources.StatusSucceeded: 1}
-
-// combine keeps the most closely related observation as the base, fills its
-// blanks from the others, and keeps every source's links.
-func combine(members []sources.Change) sources.Change {
-	if len(members) == 1 {
-		return members[0]
-	}
-	slices.SortStableFunc(members, func(a, b sources.Change) int {
-		if wa, wb := relationWeight[a.Relation], relationWeight[b.Relation]; wa != wb {
-			if wa > wb {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(a.Source, b.Source)
-	})
-	out := members[0]
-	srcs := map[string]bool{}
-	links := map[string]bool{}
-	addLink := func(name, url string) {
-		if url == "" || links[url] {
-			return
-		}
-		links[url] = true
-		out.Links = append(out.Links, sources.Link{Name: name, URL: url})
-	}
-	out.Links = nil
-	for _, l := range members[0].Links {
-		addLink(l.Name, l.URL)
-	}
-	links[out.URL], links[out.CompareURL] = true, true
-	for _, m := range members {
-		srcs[m.Source] = true
-		fill(&out.Revision, m.Revision)
-		fill(&out.PreviousRevision, m.PreviousRevision)
-		fill(&out.Version, m.Version)
-		fill(&out.PreviousVersion, m.PreviousVersion)
-		fill(&out.Author, m.Author)
-		fill(&out.Message, m.Message)
-		fill(&out.URL, m.URL)
-		fill(&out.CompareURL, m.CompareURL)
-		if m.StartedAt.Before(out.StartedAt) {
-			out.StartedAt = m.StartedAt
-		}
-		if m.FinishedAt.After(out.FinishedAt) {
-			out.FinishedAt = m.FinishedAt
-		}
-		if statusRank[m.Status] > statusRank[out.Status] {
-			out.Status = m.Status
-		}
-		addLink(m.Source, m.URL)
-		addLink(m.Source+" compare", m.CompareURL)
-		for _, l := range m.Links {
-			addLink(l.Name, l.URL)
-		}
-	}
-	if len(srcs) > 1 {
-		out.Sources = sortedKeys(srcs)
-	}
-	return out
-}
-
-func fill(dst *string, v string) {
-	if *dst == "" {
-		*dst = v
-	}
-}
-
-func absDuration(d time.Duration) time.Duration {
-	if d < 0 {
-		return -d
-	}
-	return d
 }
 
 // humanDuration renders a duration the way on-call people say it: 45s, 12m,

@@ -33,9 +33,9 @@ func (e *Enricher) render(a *Alert, subject sources.Subject, r ranked, errs []st
 	if len(shown) > e.opts.MaxChanges {
 		shown = shown[:e.opts.MaxChanges]
 	}
-	ours[p+AnnSummary] = e.bound(summary(subject, shown, len(r.changes)-len(shown), humanDuration(e.opts.Lookback)))
+	ours[p+AnnSummary] = e.bound(summary(subject, shown, len(r.changes)-len(shown), humanDuration(e.opts.Lookback), r.lastDeploy))
 	if r.suspect != nil {
-		ours[p+AnnSuspect] = e.bound(describe(*r.suspect, true))
+		ours[p+AnnSuspect] = e.bound(describe(*r.suspect))
 		if links := linkLines(*r.suspect); links != "" {
 			ours[p+AnnLinks] = e.bound(links)
 		}
@@ -61,40 +61,95 @@ func (e *Enricher) render(a *Alert, subject sources.Subject, r ranked, errs []st
 	return ours
 }
 
-func summary(subject sources.Subject, shown []sources.Change, more int, lookback string) string {
+func summary(subject sources.Subject, shown []sources.Change, more int, lookback string, last *sources.Change) string {
 	if subject.IsZero() {
 		return "whatchanged could not tell which workload this alert is about: no namespace, workload, pod, app or repo label matched (add a rule)"
 	}
+	lines := make([]string, 0, len(shown)+2)
 	if len(shown) == 0 {
-		return fmt.Sprintf("No changes of %s found in the %s before the alert started.", subject, lookback)
+		lines = append(lines, fmt.Sprintf("No changes of %s found in the %s before the alert started.", subject, lookback))
 	}
-	lines := make([]string, 0, len(shown)+1)
 	for _, ch := range shown {
-		lines = append(lines, describe(ch, false))
+		line := describe(ch)
+		if ch.Role == RoleAlsoChanged {
+			line = "also changed: " + line
+		}
+		lines = append(lines, line)
 	}
 	if more > 0 {
 		lines = append(lines, fmt.Sprintf("+%d more", more))
 	}
+	if last != nil {
+		lines = append(lines, fmt.Sprintf("No change of %s in the %s before the alert; last deploy: %s", subject.Short(), lookback, describe(*last)))
+	}
 	return strings.Join(lines, "\n")
 }
 
-// describe is one human line: what changed, to what, by whom, when relative
-// to the alert start. It never claims causation.
-func describe(ch sources.Change, suspect bool) string {
+// describe is one human line: what changed, to what, who wrote and who
+// shipped it, how it rolled out, when relative to the alert start. It
+// never claims causation:
+//
+//	argocd sync of orders 5f2c1e9 by Alice Kim: "raise DB pool to 200", rolled out as shop/orders rev 2 (acme/orders:5f2c1e9), 6m before the alert started [argocd, kubernetes]
+func describe(ch sources.Change) string {
 	var b strings.Builder
-	b.WriteString(ch.Kind)
-	b.WriteString(" of ")
-	b.WriteString(ch.Subject.Short())
-	switch {
-	case ch.Version != "" && ch.PreviousVersion != "":
-		fmt.Fprintf(&b, " %s (was %s)", ch.Version, ch.PreviousVersion)
-	case ch.Version != "":
-		b.WriteString(" " + ch.Version)
-	case ch.Revision != "":
-		b.WriteString(" revision " + shortRev(ch.Revision))
+	bare := (ch.Kind == sources.KindRollout || ch.Kind == sources.KindRollback) && len(ch.Rollouts) == 0
+	switch ch.Kind {
+	case sources.KindSync, sources.KindRelease, sources.KindDeployment:
+		b.WriteString(ch.Source + " " + ch.Kind)
+	default:
+		b.WriteString(ch.Kind)
 	}
-	if ch.Author != "" {
+	b.WriteString(" of ")
+	if bare {
+		b.WriteString(ch.Subject.Short())
+		if ch.Revision != "" {
+			b.WriteString(" rev " + ch.Revision)
+		}
+		switch {
+		case ch.Version != "" && ch.PreviousVersion != "":
+			fmt.Fprintf(&b, " %s (was %s)", ch.Version, ch.PreviousVersion)
+		case ch.Version != "":
+			b.WriteString(" " + ch.Version)
+		}
+	} else {
+		b.WriteString(what(ch))
+		if v := versionOf(ch); v != "" {
+			b.WriteString(" " + v)
+			// A release's tag beside the commit it shipped.
+			if tag := ch.Version; tag != "" && tag != v && !strings.ContainsAny(tag, "@:/") && !mutableTags[strings.ToLower(tag)] {
+				b.WriteString(" (" + tag + ")")
+			}
+		}
+	}
+	switch {
+	case ch.Author != "" && ch.DeployedBy != "" && ch.DeployedBy != ch.Author:
+		fmt.Fprintf(&b, " by %s (deployed by %s)", ch.Author, ch.DeployedBy)
+	case ch.Author != "":
 		b.WriteString(" by " + ch.Author)
+	case ch.DeployedBy != "":
+		b.WriteString(" deployed by " + ch.DeployedBy)
+	}
+	if msg := firstLine(ch.Message); msg != "" {
+		fmt.Fprintf(&b, ": %q", sources.Truncate(msg, 80))
+	}
+	for i, r := range ch.Rollouts {
+		if i == 0 {
+			b.WriteString(", ")
+		} else {
+			b.WriteString(" and ")
+		}
+		if r.Rollback {
+			b.WriteString("rolled back ")
+		} else {
+			b.WriteString("rolled out as ")
+		}
+		b.WriteString(sources.Subject{Namespace: r.Namespace, Name: r.Name}.Short())
+		if r.Revision != "" {
+			b.WriteString(" rev " + r.Revision)
+		}
+		if imgs := newImages(r.Images); i == 0 && imgs != "" {
+			b.WriteString(" (" + imgs + ")")
+		}
 	}
 	b.WriteString(", ")
 	b.WriteString(when(ch.BeforeStart))
@@ -104,15 +159,55 @@ func describe(ch sources.Change, suspect bool) string {
 	case sources.StatusInProgress:
 		b.WriteString(" (in progress)")
 	}
-	if msg := firstLine(ch.Message); msg != "" && !suspect {
-		fmt.Fprintf(&b, ": %q", sources.Truncate(msg, 80))
-	}
 	srcs := ch.Sources
 	if len(srcs) == 0 {
 		srcs = []string{ch.Source}
 	}
 	fmt.Fprintf(&b, " [%s]", strings.Join(srcs, ", "))
 	return b.String()
+}
+
+// what a deploy is of: a sync's app; a deploy that names its workload and
+// rolled out nothing else, that workload; else its app, repository or
+// workload.
+func what(ch sources.Change) string {
+	switch {
+	case ch.Kind == sources.KindSync && ch.Subject.App != "":
+		return ch.Subject.App
+	case len(ch.Rollouts) == 0 && ch.Subject.Name != "":
+		return ch.Subject.Short()
+	case ch.Subject.App != "":
+		return ch.Subject.App
+	case ch.Subject.Repo != "":
+		if _, path, ok := strings.Cut(ch.Subject.Repo, "/"); ok {
+			return path
+		}
+		return ch.Subject.Repo
+	}
+	return ch.Subject.Short()
+}
+
+// versionOf is how people name what a deploy shipped: a release's tag, a
+// commit's short SHA, else the version or revision as given.
+func versionOf(ch sources.Change) string {
+	rev, _, _ := strings.Cut(ch.Revision, ",")
+	switch {
+	case ch.Kind == sources.KindRelease && ch.Version != "":
+		return ch.Version
+	case isSHA(strings.ToLower(rev)):
+		return rev[:7]
+	case ch.Version != "":
+		return ch.Version
+	}
+	return ch.Revision
+}
+
+func newImages(imgs []sources.ImageChange) string {
+	out := make([]string, 0, len(imgs))
+	for _, i := range imgs {
+		out = append(out, i.To)
+	}
+	return strings.Join(out, ", ")
 }
 
 func when(beforeStart string) string {
@@ -179,11 +274,4 @@ func (e *Enricher) bound(s string) string {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
 	return strings.TrimSpace(line)
-}
-
-func shortRev(rev string) string {
-	if isSHA(strings.ToLower(rev)) && len(rev) > 12 {
-		return rev[:12]
-	}
-	return rev
 }

@@ -1,7 +1,9 @@
 package enrich
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"regexp"
 	"strings"
 	"text/template"
@@ -144,10 +146,41 @@ var (
 	replicaSetName   = regexp.MustCompile(`^(.+)-[bcdfghjklmnpqrstvwxz2456789]{6,10}$`)
 )
 
+// exportedLabels are the target labels kube-state-metrics and other
+// exporters report about another object; when Prometheus scrapes them
+// without honor_labels they arrive as exported_<name>, and the plain name
+// holds the exporter's own (namespace "monitoring").
+var exportedLabels = []string{"namespace", "pod", "container", "deployment", "statefulset", "daemonset", "service",
+	"job_name", "cronjob", "horizontalpodautoscaler", "persistentvolumeclaim", "replicaset"}
+
+// normalize reads exported_<name> in place of <name>.
+func normalize(labels map[string]string) (map[string]string, []Step) {
+	var steps []Step
+	var out map[string]string
+	for _, l := range exportedLabels {
+		v := labels["exported_"+l]
+		if v == "" || v == labels[l] {
+			continue
+		}
+		if out == nil {
+			out = maps.Clone(labels)
+		}
+		out[l] = v
+		steps = append(steps, Step{Field: l, Value: v, From: "label exported_" + l + " (the scraped exporter's " + l + " label is " + cmp.Or(labels[l], "empty") + ")"})
+	}
+	if out == nil {
+		return labels, nil
+	}
+	return out, steps
+}
+
+// cronJobOfJob: a CronJob's Jobs are named <cronjob>-<minutes since epoch>.
+var cronJobOfJob = regexp.MustCompile(`^(.+)-[0-9]{8,}$`)
+
 // Resolve builds the subject of an alert and the steps that explain it.
 func (r *Resolver) Resolve(labels map[string]string) (sources.Subject, []Step) {
 	var s sources.Subject
-	var steps []Step
+	labels, steps := normalize(labels)
 	set := func(field string, dst *string, value, from string) {
 		if value == "" {
 			return
@@ -184,6 +217,26 @@ func (r *Resolver) Resolve(labels map[string]string) (sources.Subject, []Step) {
 			from := "guess from pod name"
 			set("kind", &s.Kind, kind, from)
 			set("name", &s.Name, name, from)
+		}
+	}
+	if s.Name == "" {
+		if hpa := labels["horizontalpodautoscaler"]; hpa != "" {
+			set("name", &s.Name, hpa, "guess from label horizontalpodautoscaler (an HPA is usually named after its workload)")
+		}
+	}
+	if s.Name == "" {
+		// Jobs have no rollout history; their CronJob is what changes.
+		if cj := labels["cronjob"]; cj != "" {
+			set("kind", &s.Kind, "CronJob", "label cronjob")
+			set("name", &s.Name, cj, "label cronjob")
+		} else if job := labels["job_name"]; job != "" {
+			if m := cronJobOfJob.FindStringSubmatch(job); m != nil {
+				set("kind", &s.Kind, "CronJob", "guess from label job_name (a CronJob's Job)")
+				set("name", &s.Name, m[1], "guess from label job_name (a CronJob's Job)")
+			} else {
+				set("kind", &s.Kind, "Job", "label job_name")
+				set("name", &s.Name, job, "label job_name")
+			}
 		}
 	}
 	for _, l := range appLabels {
@@ -227,6 +280,10 @@ func (r *Resolver) Resolve(labels map[string]string) (sources.Subject, []Step) {
 			}
 			set(names[j], dsts[j], v, from)
 		}
+	}
+	if s.Name == "" && s.App == "" && s.Repo == "" {
+		steps = append(steps, Step{Field: "name", From: "no label names the workload: add one of deployment, statefulset, daemonset, " +
+			"pod, service, app or app_kubernetes_io_name to the alert rule (or a whatchanged rule); only changes of the whole namespace are matched"})
 	}
 	return s, steps
 }

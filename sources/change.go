@@ -43,20 +43,45 @@ type Change struct {
 	StartedAt  time.Time     `json:"startedAt"`
 	FinishedAt time.Time     `json:"finishedAt,omitzero"`
 	Status     string        `json:"status,omitempty"`
-	Author     string        `json:"author,omitempty"`
-	Message    string        `json:"message,omitempty"`
-	URL        string        `json:"url,omitempty"`
-	CompareURL string        `json:"compareUrl,omitempty"`
+	// Author wrote the change (the commit's author); DeployedBy is who or
+	// what shipped it (Argo CD's initiatedBy or "automated sync", the
+	// GitHub deployment's creator, the CI actor). They differ in teams
+	// where one person writes and another releases.
+	Author     string `json:"author,omitempty"`
+	DeployedBy string `json:"deployedBy,omitempty"`
+	Message    string `json:"message,omitempty"`
+	URL        string `json:"url,omitempty"`
+	CompareURL string `json:"compareUrl,omitempty"`
 	// Links are extra named links (Argo CD app page, release, CI run). A
 	// change merged from several sources keeps every source's links.
 	Links []Link `json:"links,omitempty"`
 	// Sources lists every source that observed this change when more than
 	// one did (after merging).
 	Sources []string `json:"sources,omitempty"`
+	// Rollouts are the workload rollouts this change caused, merged into
+	// it (a sync, release or CI deploy and the ReplicaSets it produced are
+	// one deploy); the alerting workload's comes first.
+	Rollouts []Rollout `json:"rollouts,omitempty"`
 
 	Relation    Relation `json:"relation,omitempty"`
 	Score       float64  `json:"score,omitempty"`
 	BeforeStart string   `json:"beforeStart,omitempty"`
+	// Role is what the change is to the alert: "suspect", "also changed"
+	// (another workload of the alerting workload's app), "after start" (a
+	// fix or rollback in flight).
+	Role string `json:"role,omitempty"`
+}
+
+// Rollout is one workload's new revision inside a merged deploy.
+type Rollout struct {
+	Namespace        string        `json:"namespace,omitempty"`
+	Kind             string        `json:"kind,omitempty"`
+	Name             string        `json:"name"`
+	Revision         string        `json:"revision,omitempty"`
+	PreviousRevision string        `json:"previousRevision,omitempty"`
+	Images           []ImageChange `json:"images,omitempty"`
+	Status           string        `json:"status,omitempty"`
+	Rollback         bool          `json:"rollback,omitempty"`
 }
 
 // ImageChange is one container's image before and after a change; From is

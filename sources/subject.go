@@ -1,6 +1,7 @@
 package sources
 
 import (
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -15,6 +16,15 @@ type Subject struct {
 	App       string   `json:"app,omitempty"`  // application (Argo CD app or app label)
 	Repo      string   `json:"repo,omitempty"` // normalised: host/owner/name
 	Images    []string `json:"images,omitempty"`
+	// Apps are the other names the workload goes by as an application
+	// (Argo CD app, Helm release/instance label, app label): an alert
+	// labelled with any of them is about this workload's app.
+	Apps []string `json:"apps,omitempty"`
+}
+
+// HasApp reports whether the subject goes by the application name app.
+func (s Subject) HasApp(app string) bool {
+	return app != "" && (s.App == app || slices.Contains(s.Apps, app))
 }
 
 // IsZero reports whether nothing is known about the subject.
@@ -25,7 +35,7 @@ func (s Subject) IsZero() bool {
 // Key is a stable identity of the subject, used to query each distinct
 // subject of a notification only once.
 func (s Subject) Key() string {
-	return strings.Join([]string{s.Namespace, s.Kind, s.Name, s.App, s.Repo, strings.Join(s.Images, ",")}, "\x00")
+	return strings.Join([]string{s.Namespace, s.Kind, s.Name, s.App, s.Repo, strings.Join(s.Images, ","), strings.Join(s.Apps, ",")}, "\x00")
 }
 
 // String is the short human form: "shop/Deployment/api", "app shop-api", …
@@ -93,8 +103,13 @@ func Relate(alert, change Subject) Relation {
 		(alert.Kind == "" || change.Kind == "" || strings.EqualFold(alert.Kind, change.Kind)) {
 		return RelationWorkload
 	}
-	if alert.App != "" && alert.App == change.App {
-		return RelationApp
+	// The same app: by any name either side goes by. Workloads of an app
+	// name in another namespace are another deployment of it (staging vs
+	// prod), not this one.
+	if sameNS || change.Name == "" {
+		if change.HasApp(alert.App) || (change.App != "" && alert.HasApp(change.App)) {
+			return RelationApp
+		}
 	}
 	if alert.Repo != "" && NormalizeRepo(alert.Repo) == NormalizeRepo(change.Repo) {
 		return RelationRepo

@@ -17,7 +17,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,6 +54,7 @@ type Source struct {
 	mu        sync.RWMutex
 	restApps  map[string]*application // "ns/name" from REST
 	metadata  map[string]revisionMetadata
+	misses    map[string]miss // apps not found or not readable, until the next refresh
 	informers []cache.SharedIndexInformer
 
 	flight    singleflight.Group
@@ -74,7 +77,7 @@ func New(name string, cfg Config, client *http.Client, dyn dynamic.Interface, lo
 		client = &http.Client{}
 	}
 	return &Source{name: name, cfg: cfg, log: log, http: client, dyn: dyn, now: time.Now,
-		restApps: map[string]*application{}, metadata: map[string]revisionMetadata{}}
+		restApps: map[string]*application{}, metadata: map[string]revisionMetadata{}, misses: map[string]miss{}}
 }
 
 func (s *Source) Name() string { return s.name }
@@ -124,11 +127,32 @@ func (s *Source) Start(ctx context.Context) error {
 func stripApplication(obj any) (any, error) {
 	if u, ok := obj.(*unstructured.Unstructured); ok {
 		u.SetManagedFields(nil)
-		unstructured.RemoveNestedField(u.Object, "status", "resources")
+		keepWorkloadResources(u)
 		unstructured.RemoveNestedField(u.Object, "status", "summary")
 		unstructured.RemoveNestedField(u.Object, "status", "operationState", "syncResult", "resources")
 	}
 	return obj, nil
+}
+
+// keepWorkloadResources cuts status.resources to the workloads, with only
+// the fields that say which: a sync relates to the workloads it manages.
+func keepWorkloadResources(u *unstructured.Unstructured) {
+	list, _, _ := unstructured.NestedSlice(u.Object, "status", "resources")
+	var kept []any
+	for _, r := range list {
+		m, ok := r.(map[string]any)
+		if !ok {
+			continue
+		}
+		if kind, _ := m["kind"].(string); workloadKinds[kind] {
+			kept = append(kept, map[string]any{"group": m["group"], "kind": kind, "namespace": m["namespace"], "name": m["name"]})
+		}
+	}
+	if len(kept) == 0 {
+		unstructured.RemoveNestedField(u.Object, "status", "resources")
+		return
+	}
+	_ = unstructured.SetNestedSlice(u.Object, kept, "status", "resources")
 }
 
 func (s *Source) poll(ctx context.Context) {
@@ -174,6 +198,7 @@ func (s *Source) refresh(ctx context.Context) error {
 		}
 		for i := range list.Items {
 			a := &list.Items[i]
+			a.keepWorkloads()
 			apps[a.Metadata.Namespace+"/"+a.Metadata.Name] = a
 		}
 	}
@@ -183,7 +208,11 @@ func (s *Source) refresh(ctx context.Context) error {
 	for _, a := range apps {
 		h := a.Status.History
 		for i := len(h) - 1; i >= 0 && i >= len(h)-metadataFor; i-- {
-			s.revisionMetadata(ctx, a, h[i])
+			for idx, src := range h[i].sources(a) {
+				if revs := h[i].revs(); src.isGit() && idx < len(revs) {
+					s.revisionMetadata(ctx, a, revs[idx], idx, len(h[i].Revisions) > 0, true)
+				}
+			}
 		}
 	}
 	return nil
@@ -224,6 +253,36 @@ func (s *Source) lookup(app string) *application {
 	return found
 }
 
+// managing finds the app that manages a workload (its status.resources);
+// its name is how alerts and changes call it.
+func (s *Source) managing(kind, ns, name string) *application {
+	for _, inf := range s.informers {
+		for _, obj := range inf.GetStore().List() {
+			u, ok := obj.(*unstructured.Unstructured)
+			if !ok {
+				continue
+			}
+			var a application
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &a); err == nil && a.manages(kind, ns, name) {
+				return &a
+			}
+		}
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	keys := make([]string, 0, len(s.restApps))
+	for k := range s.restApps {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // the same answer every time
+	for _, k := range keys {
+		if a := s.restApps[k]; a.manages(kind, ns, name) {
+			return a
+		}
+	}
+	return nil
+}
+
 // ErrNotSynced is returned until the applications were read once.
 var ErrNotSynced = errors.New("applications not read yet (is argocd-server reachable?)")
 
@@ -238,7 +297,9 @@ func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change
 	}
 	a := s.lookup(q.Subject.App)
 	if a == nil && s.cfg.Server != "" {
-		// An app created since the last poll: ask for it alone.
+		// An app created since the last poll: ask for it alone, once per
+		// refresh (an app the token cannot read must not cost a request
+		// on every alert).
 		var err error
 		if a, err = s.fetchApp(ctx, q.Subject.App); err != nil {
 			return nil, err
@@ -254,6 +315,12 @@ func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change
 }
 
 func (s *Source) fetchApp(ctx context.Context, app string) (*application, error) {
+	s.mu.RLock()
+	miss, ok := s.misses[app]
+	s.mu.RUnlock()
+	if ok && s.now().Before(miss.until) {
+		return nil, miss.err
+	}
 	v, err, _ := s.flight.Do("app/"+app, func() (any, error) {
 		ns, name, qualified := strings.Cut(app, "_")
 		if !qualified {
@@ -265,12 +332,21 @@ func (s *Source) fetchApp(ctx context.Context, app string) (*application, error)
 		}
 		var a application
 		err := s.get(ctx, "/api/v1/applications/"+url.PathEscape(name), q, &a, "get application "+app)
-		if errors.Is(err, errNotFound) {
+		switch {
+		case errors.Is(err, errNotFound):
+			s.remember(app, nil)
 			return (*application)(nil), nil
-		}
-		if err != nil {
+		case errors.Is(err, errForbidden):
+			// argocd-server answers 403 for an app in a project the
+			// token's account has no role in (and, to hide which apps
+			// exist, for some that do not exist).
+			err = fmt.Errorf("application %s is not readable with the configured token (403: grant the token's account applications, get on its project)", app)
+			s.remember(app, err)
+			return nil, err
+		case err != nil:
 			return nil, err
 		}
+		a.keepWorkloads()
 		s.mu.Lock()
 		s.restApps[a.Metadata.Namespace+"/"+a.Metadata.Name] = &a
 		s.mu.Unlock()
@@ -282,12 +358,21 @@ func (s *Source) fetchApp(ctx context.Context, app string) (*application, error)
 	return v.(*application), nil
 }
 
+// remember a missing or unreadable app until the next refresh.
+func (s *Source) remember(app string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.misses[app] = miss{until: s.now().Add(s.cfg.Refresh), err: err}
+}
+
+type miss struct {
+	until time.Time
+	err   error
+}
+
 func (s *Source) changesOf(ctx context.Context, a *application, q sources.Query) []sources.Change {
 	appID := q.Subject.App
-	subject := sources.Subject{Namespace: a.Spec.Destination.Namespace, App: appID}
-	if srcs := a.sources(); len(srcs) > 0 {
-		subject.Repo = sources.NormalizeRepo(srcs[0].RepoURL)
-	}
+	subject := sources.Subject{Namespace: a.Spec.Destination.Namespace, App: appID, Repo: a.gitRepo()}
 	link := s.appLink(a)
 	var out []sources.Change
 	h := append([]revisionHistory(nil), a.Status.History...)
@@ -300,35 +385,40 @@ func (s *Source) changesOf(ctx context.Context, a *application, q sources.Query)
 		if start.Before(q.Since) || start.After(q.Until) {
 			continue
 		}
-		revs := entry.revs()
+		revs, srcs := entry.revs(), entry.sources(a)
 		c := sources.Change{Source: s.name, Kind: sources.KindSync, ID: fmt.Sprintf("%s/%s/history/%d", a.Metadata.Namespace, a.Metadata.Name, entry.ID),
 			Subject: subject, Revision: strings.Join(revs, ","), StartedAt: start.UTC(), FinishedAt: entry.DeployedAt.UTC(),
-			Status: sources.StatusSucceeded, Author: initiator(entry.InitiatedBy), URL: link}
-		if srcs := entry.sources(a); len(srcs) > 0 {
-			c.Version = describeSource(srcs[0], revs)
+			Status: sources.StatusSucceeded, DeployedBy: initiator(entry.InitiatedBy), URL: link}
+		if len(srcs) > 0 {
+			c.Version = describeSource(srcs, revs)
 		}
+		var prev []string
 		if i > 0 {
-			prev := h[i-1].revs()
+			prev = h[i-1].revs()
 			c.PreviousRevision = strings.Join(prev, ",")
-			if len(prev) > 0 && len(revs) > 0 && prev[0] != revs[0] {
-				if srcs := entry.sources(a); len(srcs) > 0 {
-					c.CompareURL = compareURL(srcs[0].RepoURL, prev[0], revs[0])
-				}
-			}
 		}
-		if md, ok := s.revisionMetadata(ctx, a, entry); ok {
-			if md.Author != "" {
-				c.Author = md.Author
+		// The git source whose revision moved carries the commit: its
+		// author, message and compare link. A Helm repository has none.
+		if idx := changedGitSource(srcs, revs, prev); idx >= 0 {
+			if idx < len(prev) && prev[idx] != revs[idx] {
+				c.CompareURL = compareURL(srcs[idx].RepoURL, prev[idx], revs[idx])
 			}
-			line, _, _ := strings.Cut(strings.TrimSpace(md.Message), "\n")
-			c.Message = line
+			// Only the newest syncs are asked about (the poll prefetches
+			// them); older ones use what is cached, so a query reaching
+			// back for the last deploy costs no request per old sync.
+			fetch := i >= len(h)-metadataFor
+			if md, ok := s.revisionMetadata(ctx, a, revs[idx], idx, len(entry.Revisions) > 0, fetch); ok {
+				c.Author = authorName(md.Author)
+				line, _, _ := strings.Cut(strings.TrimSpace(md.Message), "\n")
+				c.Message = line
+			}
 		}
 		out = append(out, c)
 	}
 	if op := a.Status.OperationState; op != nil && (op.Phase == "Running" || op.Phase == "Terminating" || op.Phase == "Failed" || op.Phase == "Error") &&
 		!op.StartedAt.Before(q.Since) && !op.StartedAt.After(q.Until) {
 		c := sources.Change{Source: s.name, Kind: sources.KindSync, ID: fmt.Sprintf("%s/%s/operation/%d", a.Metadata.Namespace, a.Metadata.Name, op.StartedAt.Unix()),
-			Subject: subject, StartedAt: op.StartedAt.UTC(), Status: sources.StatusInProgress, Author: initiator(op.Operation.InitiatedBy),
+			Subject: subject, StartedAt: op.StartedAt.UTC(), Status: sources.StatusInProgress, DeployedBy: initiator(op.Operation.InitiatedBy),
 			Message: op.Message, URL: link}
 		if op.Phase == "Failed" || op.Phase == "Error" {
 			c.Status = sources.StatusFailed
@@ -346,31 +436,37 @@ func (s *Source) changesOf(ctx context.Context, a *application, q sources.Query)
 	return out
 }
 
-// revisionMetadata returns the (cached forever) metadata of a sync's first
-// revision; it asks argocd-server only when REST is configured.
-func (s *Source) revisionMetadata(ctx context.Context, a *application, h revisionHistory) (revisionMetadata, bool) {
-	revs := h.revs()
-	if len(revs) == 0 || s.cfg.Server == "" {
+// revisionMetadata returns the (cached forever) commit metadata of one git
+// source's revision; it asks argocd-server only when REST is configured.
+// multi: the app has several sources, so the source is named by index.
+func (s *Source) revisionMetadata(ctx context.Context, a *application, rev string, sourceIndex int, multi, fetch bool) (revisionMetadata, bool) {
+	if rev == "" || s.cfg.Server == "" {
 		return revisionMetadata{}, false
 	}
-	key := a.Metadata.Namespace + "/" + a.Metadata.Name + "@" + revs[0]
+	key := fmt.Sprintf("%s/%s#%d@%s", a.Metadata.Namespace, a.Metadata.Name, sourceIndex, rev)
 	s.mu.RLock()
 	md, ok := s.metadata[key]
 	s.mu.RUnlock()
-	if ok {
-		return md, true
+	if ok || !fetch {
+		return md, ok && (md.Author != "" || md.Message != "")
 	}
 	v, err, _ := s.flight.Do("md/"+key, func() (any, error) {
 		q := url.Values{}
 		if a.Metadata.Namespace != "" {
 			q.Set("appNamespace", a.Metadata.Namespace)
 		}
-		if len(h.Revisions) > 0 { // multi-source: the first source's revision
-			q.Set("sourceIndex", "0")
+		if multi {
+			q.Set("sourceIndex", strconv.Itoa(sourceIndex))
 		}
 		var md revisionMetadata
-		path := "/api/v1/applications/" + url.PathEscape(a.Metadata.Name) + "/revisions/" + url.PathEscape(revs[0]) + "/metadata"
-		if err := s.get(ctx, path, q, &md, "revision metadata of "+a.Metadata.Name); err != nil {
+		path := "/api/v1/applications/" + url.PathEscape(a.Metadata.Name) + "/revisions/" + url.PathEscape(rev) + "/metadata"
+		err := s.get(ctx, path, q, &md, "revision metadata of "+a.Metadata.Name)
+		if errors.Is(err, errNotFound) || errors.Is(err, errBadRequest) {
+			// A revision argocd-server has no metadata for (a Helm
+			// chart, a pruned commit) will not get any: remember that.
+			md, err = revisionMetadata{}, nil
+		}
+		if err != nil {
 			return nil, err
 		}
 		s.mu.Lock()
@@ -385,7 +481,38 @@ func (s *Source) revisionMetadata(ctx context.Context, a *application, h revisio
 	return v.(revisionMetadata), true
 }
 
-var errNotFound = errors.New("not found")
+// changedGitSource is the index of the git source whose revision differs
+// from the previous sync's (the first git source when none or all moved),
+// or -1 when the app has no git source.
+func changedGitSource(srcs []applicationSource, revs, prev []string) int {
+	first := -1
+	for i, src := range srcs {
+		if !src.isGit() || i >= len(revs) {
+			continue
+		}
+		if first < 0 {
+			first = i
+		}
+		if i < len(prev) && prev[i] != revs[i] {
+			return i
+		}
+	}
+	return first
+}
+
+// authorName: git's "Alice Kim <alice@acme.io>" reads as "Alice Kim".
+func authorName(author string) string {
+	if name, _, ok := strings.Cut(author, " <"); ok && strings.TrimSpace(name) != "" {
+		return strings.TrimSpace(name)
+	}
+	return strings.TrimSpace(author)
+}
+
+var (
+	errNotFound   = errors.New("not found")
+	errForbidden  = errors.New("permission denied")
+	errBadRequest = errors.New("rejected")
+)
 
 // get does one authenticated GET against argocd-server and decodes JSON.
 func (s *Source) get(ctx context.Context, path string, q url.Values, out any, what string) error {
@@ -416,9 +543,11 @@ func (s *Source) get(ctx context.Context, path string, q url.Values, out any, wh
 	case http.StatusUnauthorized:
 		return errors.New("token rejected by argocd-server (expired or revoked? generate one with `argocd account generate-token`)")
 	case http.StatusForbidden:
-		return fmt.Errorf("%s: token lacks applications/get (grant role:readonly to its account)", what)
+		return fmt.Errorf("%s: token lacks applications/get (grant role:readonly to its account): %w", what, errForbidden)
 	case http.StatusNotFound:
 		return fmt.Errorf("%s: %w", what, errNotFound)
+	case http.StatusBadRequest:
+		return fmt.Errorf("%s: %w by argocd-server", what, errBadRequest)
 	}
 	return fmt.Errorf("%s: argocd-server answered %d", what, resp.StatusCode)
 }
@@ -440,31 +569,66 @@ func describeTransport(what string, err error) error {
 	return fmt.Errorf("%s: argocd-server unreachable: %v", what, err)
 }
 
-// ResolveSubject reads the app from the configured alert label and, for a
-// known app, hands its repository (for the GitHub source) and destination
-// namespace to the subject.
+// ResolveSubject reads the app from the configured alert label, else
+// finds the app that manages the alert's workload (status.resources), or
+// an app named like the alert's service or job; for a known app it hands
+// its git repository (for the GitHub source) and destination namespace to
+// the subject.
 func (s *Source) ResolveSubject(labels map[string]string, subj sources.Subject) (sources.Subject, []sources.ResolutionStep) {
 	var steps []sources.ResolutionStep
+	step := func(field, value, from string) {
+		steps = append(steps, sources.ResolutionStep{Field: field, Value: value, From: from})
+	}
 	if v := labels[s.cfg.AppLabel]; v != "" && subj.App != v {
 		subj.App = v
-		steps = append(steps, sources.ResolutionStep{Field: "app", Value: v, From: "label " + s.cfg.AppLabel})
+		step("app", v, "label "+s.cfg.AppLabel)
 	}
-	if subj.App == "" {
-		return subj, steps
+	var a *application
+	if subj.App != "" {
+		a = s.lookup(subj.App)
 	}
-	a := s.lookup(subj.App)
+	if a == nil && subj.Name != "" {
+		if m := s.managing(subj.Kind, subj.Namespace, subj.Name); m != nil {
+			a = m
+			if subj.App != m.Metadata.Name {
+				if subj.App != "" && !slices.Contains(subj.Apps, subj.App) {
+					subj.Apps = append(subj.Apps, subj.App)
+				}
+				subj.App = m.Metadata.Name
+				step("app", subj.App, fmt.Sprintf("argocd app %s manages %s %s/%s (status.resources)", m.Metadata.Name, orWorkload(subj.Kind), subj.Namespace, subj.Name))
+			}
+		}
+	}
+	if a == nil && subj.App == "" && subj.Name == "" {
+		for _, label := range []string{"service", "job"} {
+			if v := labels[label]; v != "" {
+				if m := s.lookup(v); m != nil && (subj.Namespace == "" || m.Spec.Destination.Namespace == subj.Namespace) {
+					a, subj.App = m, v
+					step("app", v, "label "+label+": the argocd app of that name")
+					break
+				}
+			}
+		}
+	}
 	if a == nil {
 		return subj, steps
 	}
-	if srcs := a.sources(); len(srcs) > 0 && subj.Repo == "" {
-		subj.Repo = sources.NormalizeRepo(srcs[0].RepoURL)
-		steps = append(steps, sources.ResolutionStep{Field: "repo", Value: subj.Repo, From: "argocd app " + a.Metadata.Name + " spec.source.repoURL"})
+	if repo := a.gitRepo(); repo != "" && subj.Repo == "" {
+		subj.Repo = repo
+		step("repo", repo, "argocd app "+a.Metadata.Name+" git source")
 	}
 	if subj.Namespace == "" && a.Spec.Destination.Namespace != "" {
 		subj.Namespace = a.Spec.Destination.Namespace
-		steps = append(steps, sources.ResolutionStep{Field: "namespace", Value: subj.Namespace, From: "argocd app " + a.Metadata.Name + " destination"})
+		step("namespace", subj.Namespace, "argocd app "+a.Metadata.Name+" destination")
 	}
 	return subj, steps
+}
+
+func orWorkload(kind string) string {
+	if kind == "" {
+		return "workload"
+	}
+	return kind
 }
 
 func (s *Source) appLink(a *application) string {
@@ -488,25 +652,26 @@ func compareURL(repoURL, prev, cur string) string {
 	return ""
 }
 
-func describeSource(src applicationSource, revs []string) string {
-	what := src.Path
-	if src.Chart != "" {
-		what = src.Chart
+// describeSource is the version a sync shipped: a chart's version
+// ("orders@1.4.0") when the app deploys a chart from a Helm repository,
+// else the first source's path and short revision.
+func describeSource(srcs []applicationSource, revs []string) string {
+	for i, src := range srcs {
+		if !src.isGit() && i < len(revs) {
+			return src.Chart + "@" + revs[i]
+		}
 	}
-	rev := ""
+	src, rev := srcs[0], ""
 	if len(revs) > 0 {
 		rev = revs[0]
 		if len(rev) == 40 {
 			rev = rev[:7]
 		}
 	}
-	if src.Chart != "" {
-		return what + "@" + rev // a chart version
-	}
-	if what == "" {
+	if src.Path == "" {
 		return rev
 	}
-	return what + "@" + rev
+	return src.Path + "@" + rev
 }
 
 func initiator(i initiatedBy) string {

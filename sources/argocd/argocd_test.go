@@ -149,14 +149,18 @@ func CheckShopAPI(t *testing.T, got []sources.Change, withMetadata bool) {
 		c.Subject.Repo != "github.com/acme/api" || c.Subject.Namespace != "shop" {
 		t.Errorf("sync 42 = %+v", c)
 	}
-	if withMetadata && (c.Author != "Alice Example <alice@example.com>" || c.Message != "fix retry budget") {
+	// The commit's author wrote it; initiatedBy deployed it.
+	if withMetadata && (c.Author != "Alice Example" || c.Message != "fix retry budget") {
 		t.Errorf("metadata: author %q message %q", c.Author, c.Message)
 	}
-	if !withMetadata && c.Author != "alice" {
-		t.Errorf("initiatedBy: %q", c.Author)
+	if !withMetadata && c.Author != "" {
+		t.Errorf("author without metadata: %q", c.Author)
 	}
-	if got[0].Author != "automated sync" && !withMetadata {
-		t.Errorf("automated sync 41: %q", got[0].Author)
+	if c.DeployedBy != "alice" {
+		t.Errorf("initiatedBy: %q", c.DeployedBy)
+	}
+	if got[0].DeployedBy != "automated sync" {
+		t.Errorf("automated sync 41: %q", got[0].DeployedBy)
 	}
 }
 
@@ -193,12 +197,12 @@ func TestRESTMultiSourceAndFailedOperation(t *testing.T) {
 		t.Fatalf("got %+v", got)
 	}
 	sync8, failed := got[1], got[2]
-	if sync8.Revision != "6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f,4.11.2" || sync8.Author != "Bob <bob@example.com>" ||
+	if sync8.Revision != "6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f,4.11.2" || sync8.Author != "Bob" || sync8.DeployedBy != "bob" ||
 		sync8.CompareURL != "https://gitlab.com/acme/platform-config/-/compare/5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e...6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f" ||
 		sync8.Subject.App != "team-a_platform" {
 		t.Errorf("multi-source sync = %+v", sync8)
 	}
-	if failed.Status != sources.StatusFailed || failed.Author != "automated sync" || !strings.Contains(failed.Message, "admission webhook denied") ||
+	if failed.Status != sources.StatusFailed || failed.DeployedBy != "automated sync" || !strings.Contains(failed.Message, "admission webhook denied") ||
 		failed.Revision != "7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a,4.11.2" {
 		t.Errorf("failed operation = %+v", failed)
 	}
@@ -215,7 +219,7 @@ func TestRESTErrors(t *testing.T) {
 	f2 := newFakeServer(t)
 	f2.status = http.StatusForbidden
 	s = newREST(t, f2, token)
-	if _, err := s.Changes(context.Background(), q); err == nil || !strings.Contains(err.Error(), "get application shop-api: token lacks applications/get") {
+	if _, err := s.Changes(context.Background(), q); err == nil || !strings.Contains(err.Error(), "application shop-api is not readable with the configured token (403") {
 		t.Errorf("403: %v", err)
 	}
 	f3 := newFakeServer(t)
@@ -264,7 +268,7 @@ func TestAlertShowsTheSync(t *testing.T) {
 	e := enrich.New(enrich.Options{}, r, []enrich.SourceEntry{{Source: s}}, nil)
 	a := &enrich.Alert{Labels: map[string]string{"argocd_app": "shop-api", "namespace": "shop"}, StartsAt: t0}
 	rep := e.Enrich(context.Background(), []*enrich.Alert{a}, nil).Alerts[0]
-	if got, want := a.Annotations["whatchanged_suspect"], "sync of app shop-api deploy/prod@9f1c2e7 by Alice Example <alice@example.com>, 11m before the alert started [argocd]"; got != want {
+	if got, want := a.Annotations["whatchanged_suspect"], `argocd sync of shop-api 9f1c2e7 by Alice Example (deployed by alice): "fix retry budget", 11m before the alert started [argocd]`; got != want {
 		t.Errorf("suspect\n got %q\nwant %q", got, want)
 	}
 	links := a.Annotations["whatchanged_links"]

@@ -1,6 +1,10 @@
 package argocd
 
-import "time"
+import (
+	"time"
+
+	"github.com/whatchanged/whatchanged/sources"
+)
 
 // The few Application fields the source reads, as argocd-server's REST API
 // and the Application CRD (argoproj.io/v1alpha1) spell them. Defined here
@@ -23,7 +27,32 @@ type application struct {
 	Status struct {
 		History        []revisionHistory `json:"history"`
 		OperationState *operationState   `json:"operationState"`
+		// Resources the app manages; only workloads are kept.
+		Resources []resourceStatus `json:"resources"`
 	} `json:"status"`
+}
+
+// resourceStatus is one entry of status.resources.
+type resourceStatus struct {
+	Group     string `json:"group,omitempty"`
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+}
+
+// workloadKinds are the resources whose rollouts a sync causes.
+var workloadKinds = map[string]bool{"Deployment": true, "StatefulSet": true, "DaemonSet": true, "Rollout": true}
+
+// manages reports whether the app manages the workload kind/ns/name (kind
+// may be empty: any workload kind).
+func (a *application) manages(kind, ns, name string) bool {
+	for _, r := range a.Status.Resources {
+		if r.Name == name && workloadKinds[r.Kind] && (kind == "" || r.Kind == kind) &&
+			(r.Namespace == ns || (r.Namespace == "" && a.Spec.Destination.Namespace == ns)) {
+			return true
+		}
+	}
+	return false
 }
 
 type applicationList struct {
@@ -35,6 +64,22 @@ type applicationSource struct {
 	Path           string `json:"path"`
 	Chart          string `json:"chart"`
 	TargetRevision string `json:"targetRevision"`
+	Ref            string `json:"ref"`
+}
+
+// isGit: a Helm-repository source names a chart; every other source is a
+// git repository (manifests, or values referenced by ref).
+func (s applicationSource) isGit() bool { return s.Chart == "" }
+
+// gitRepo is the repository of the app's first git source: where its
+// manifests or values live. A Helm repository URL is never a repo.
+func (a *application) gitRepo() string {
+	for _, src := range a.sources() {
+		if src.isGit() && src.RepoURL != "" {
+			return sources.NormalizeRepo(src.RepoURL)
+		}
+	}
+	return ""
 }
 
 type revisionHistory struct {
@@ -77,6 +122,18 @@ type revisionMetadata struct {
 	Date    time.Time `json:"date"`
 	Message string    `json:"message"`
 	Tags    []string  `json:"tags"`
+}
+
+// keepWorkloads cuts status.resources to the workloads (REST answers carry
+// every resource of the app).
+func (a *application) keepWorkloads() {
+	kept := a.Status.Resources[:0]
+	for _, r := range a.Status.Resources {
+		if workloadKinds[r.Kind] {
+			kept = append(kept, r)
+		}
+	}
+	a.Status.Resources = kept
 }
 
 // sources lists the app's sources whether it is single- or multi-source.

@@ -28,9 +28,12 @@ type Event struct {
 	PreviousVersion  string          `json:"previousVersion,omitempty"`
 	Status           string          `json:"status,omitempty"`
 	Author           string          `json:"author,omitempty"`
-	Message          string          `json:"message,omitempty"`
-	URL              string          `json:"url,omitempty"`
-	CompareURL       string          `json:"compareUrl,omitempty"`
+	// DeployedBy is who or what shipped it (the CI actor, a bot) when that
+	// is not the author.
+	DeployedBy string `json:"deployedBy,omitempty"`
+	Message    string `json:"message,omitempty"`
+	URL        string `json:"url,omitempty"`
+	CompareURL string `json:"compareUrl,omitempty"`
 	// Time is when the change started; default: when it was received.
 	Time       time.Time `json:"time,omitzero"`
 	FinishedAt time.Time `json:"finishedAt,omitzero"`
@@ -119,7 +122,7 @@ func (ev *Event) Validate(now time.Time) error {
 		"subject.namespace": s.Namespace, "subject.kind": s.Kind, "subject.name": s.Name,
 		"subject.app": s.App, "subject.repo": s.Repo, "revision": ev.Revision,
 		"previousRevision": ev.PreviousRevision, "version": ev.Version,
-		"previousVersion": ev.PreviousVersion, "author": ev.Author,
+		"previousVersion": ev.PreviousVersion, "author": ev.Author, "deployedBy": ev.DeployedBy,
 	} {
 		if len(v) > maxFieldLen {
 			return &FieldError{name, fmt.Sprintf("longer than %d bytes", maxFieldLen)}
@@ -181,7 +184,7 @@ func (ev Event) change(source string) sources.Change {
 		Revision: ev.Revision, PreviousRevision: ev.PreviousRevision,
 		Version: ev.Version, PreviousVersion: ev.PreviousVersion,
 		StartedAt: ev.Time.UTC(), FinishedAt: utcOrZero(ev.FinishedAt), Status: ev.Status,
-		Author: ev.Author, Message: ev.Message, URL: ev.URL, CompareURL: ev.CompareURL,
+		Author: ev.Author, DeployedBy: ev.DeployedBy, Message: ev.Message, URL: ev.URL, CompareURL: ev.CompareURL,
 	}
 }
 

@@ -66,6 +66,8 @@ type compare struct {
 	commits int
 	authors []string
 	lines   []string
+	// headAuthor wrote the newest commit of the range.
+	headAuthor string
 }
 
 var (
@@ -154,9 +156,15 @@ func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if q.Subject.Repo == "" {
+		return nil, nil
+	}
 	repo, ok := s.ownerRepo(q.Subject.Repo)
 	if !ok {
-		return nil, nil
+		// Say so rather than answer nothing: a repository elsewhere
+		// (GitLab, another GitHub Enterprise) has releases this source
+		// cannot read.
+		return nil, fmt.Errorf("repository %s is not on %s, the GitHub this source reads (set base_url, or add a rule for the repo)", q.Subject.Repo, s.host)
 	}
 	s.mu.Lock()
 	st := s.repos[repo]
@@ -251,6 +259,9 @@ func (s *Source) read(ctx context.Context, repo string) ([]sources.Change, error
 			Subject: sources.Subject{Repo: s.host + "/" + repo}, Version: r.GetTagName(), StartedAt: r.GetPublishedAt().UTC(),
 			FinishedAt: r.GetPublishedAt().UTC(), Status: sources.StatusSucceeded, Author: r.GetAuthor().GetLogin(),
 			URL: r.GetHTMLURL(), Message: r.GetName()}
+		if t := strings.ToLower(r.GetTargetCommitish()); isHex(t) && len(t) >= 7 {
+			c.Revision = t // a release cut from a commit, not a branch
+		}
 		if r.GetPrerelease() {
 			c.Message = strings.TrimSpace(c.Message + " (prerelease)")
 		}
@@ -276,7 +287,7 @@ func (s *Source) read(ctx context.Context, repo string) ([]sources.Change, error
 		for i, d := range list {
 			c := sources.Change{Source: s.name, Kind: sources.KindDeployment, ID: fmt.Sprintf("%s/deployments/%d", repo, d.GetID()),
 				Subject: sources.Subject{Repo: s.host + "/" + repo}, Revision: d.GetSHA(), Version: d.GetRef(),
-				StartedAt: d.GetCreatedAt().UTC(), Author: d.GetCreator().GetLogin(), Message: "to " + d.GetEnvironment(), Status: sources.StatusUnknown}
+				StartedAt: d.GetCreatedAt().UTC(), DeployedBy: d.GetCreator().GetLogin(), Message: "to " + d.GetEnvironment(), Status: sources.StatusUnknown}
 			if i < statusesFor {
 				st, _, err := s.client.Repositories.ListDeploymentStatuses(ctx, owner, name, d.GetID(), &gh.ListOptions{PerPage: 1})
 				if err != nil {
@@ -307,7 +318,7 @@ func (s *Source) read(ctx context.Context, repo string) ([]sources.Change, error
 func (s *Source) attachCompare(ctx context.Context, repo string, c *sources.Change, base, head string) {
 	key := repo + "@" + base + "..." + head
 	s.mu.Lock()
-	cmp, ok := s.compares[key]
+	cp, ok := s.compares[key]
 	s.mu.Unlock()
 	if !ok {
 		owner, name, _ := strings.Cut(repo, "/")
@@ -316,31 +327,38 @@ func (s *Source) attachCompare(ctx context.Context, repo string, c *sources.Chan
 			s.log.Debug("github compare failed", "source", s.name, "repo", repo, "err", s.describe(repo, "compare", err))
 			return
 		}
-		cmp = compare{url: res.GetHTMLURL(), commits: res.GetTotalCommits()}
+		cp = compare{url: res.GetHTMLURL(), commits: res.GetTotalCommits()}
+		if n := len(res.Commits); n > 0 { // the head commit's author wrote what is deployed
+			head := res.Commits[n-1]
+			cp.headAuthor = cmp.Or(head.GetCommit().GetAuthor().GetName(), head.GetAuthor().GetLogin())
+		}
 		seen := map[string]bool{}
 		for _, commit := range res.Commits {
 			login := commit.GetAuthor().GetLogin()
 			if login == "" {
 				login = commit.GetCommit().GetAuthor().GetName()
 			}
-			if login != "" && !seen[login] && len(cmp.authors) < maxCompareAuthor {
+			if login != "" && !seen[login] && len(cp.authors) < maxCompareAuthor {
 				seen[login] = true
-				cmp.authors = append(cmp.authors, login)
+				cp.authors = append(cp.authors, login)
 			}
 		}
-		for i := len(res.Commits) - 1; i >= 0 && len(cmp.lines) < maxCompareLines; i-- { // newest first
+		for i := len(res.Commits) - 1; i >= 0 && len(cp.lines) < maxCompareLines; i-- { // newest first
 			line, _, _ := strings.Cut(res.Commits[i].GetCommit().GetMessage(), "\n")
-			cmp.lines = append(cmp.lines, sources.Truncate(line, 100))
+			cp.lines = append(cp.lines, sources.Truncate(line, 100))
 		}
 		s.mu.Lock()
-		s.compares[key] = cmp
+		s.compares[key] = cp
 		s.mu.Unlock()
 	}
-	c.CompareURL = cmp.url
-	if cmp.commits > 0 {
-		summary := fmt.Sprintf("%d commit(s) by %s", cmp.commits, strings.Join(cmp.authors, ", "))
-		if len(cmp.lines) > 0 {
-			summary += ": " + strings.Join(cmp.lines, "; ")
+	c.CompareURL = cp.url
+	if c.Author == "" {
+		c.Author = cp.headAuthor
+	}
+	if cp.commits > 0 {
+		summary := fmt.Sprintf("%d commit(s) by %s", cp.commits, strings.Join(cp.authors, ", "))
+		if len(cp.lines) > 0 {
+			summary += ": " + strings.Join(cp.lines, "; ")
 		}
 		if c.Message != "" {
 			summary = c.Message + " — " + summary
@@ -400,4 +418,13 @@ func deploymentStatus(state string) string {
 		return sources.StatusInProgress
 	}
 	return sources.StatusUnknown
+}
+
+func isHex(s string) bool {
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return s != ""
 }

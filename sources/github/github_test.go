@@ -66,7 +66,7 @@ func TestReleasesDeploymentsAndCompare(t *testing.T) {
 	}
 	dep := byID["acme/api/deployments/12"]
 	if dep.Kind != "deployment" || dep.Revision != "9f1c2e7a4b3d5e6f7a8b9c0d1e2f3a4b5c6d7e8f" || dep.Status != sources.StatusFailed ||
-		dep.URL != "https://ci.example.com/runs/120" || dep.Author != "deploy-bot" || dep.Message[:13] != "to production" ||
+		dep.URL != "https://ci.example.com/runs/120" || dep.DeployedBy != "deploy-bot" || dep.Author != "Alice" || dep.Message[:13] != "to production" ||
 		dep.CompareURL != "https://ghe.example.com/acme/api/compare/1111111...9f1c2e7" || !dep.FinishedAt.Equal(now.Add(-10*time.Minute)) {
 		t.Errorf("deployment = %+v", dep)
 	}
@@ -166,8 +166,9 @@ func TestErrorsAUserCanActOn(t *testing.T) {
 	if _, err := dead.Changes(context.Background(), query("127.0.0.1/acme/api")); err == nil || !strings.Contains(err.Error(), "unreachable") || strings.Contains(err.Error(), "ghp_") {
 		t.Errorf("dead GHES: %v", err)
 	}
-	// A repository on another host is not ours: no request, no error.
-	if got, err := s.Changes(context.Background(), query("gitlab.com/acme/api")); err != nil || got != nil {
+	// A repository on another host cannot be read: said, not silently empty.
+	if got, err := s.Changes(context.Background(), query("gitlab.com/acme/api")); err == nil || got != nil ||
+		!strings.Contains(err.Error(), "gitlab.com/acme/api is not on "+host(bad)) {
 		t.Errorf("other host: %v %v", got, err)
 	}
 }

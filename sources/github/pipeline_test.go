@@ -32,9 +32,10 @@ func TestAlertShowsReleaseWithCompareAndAuthors(t *testing.T) {
 	a, _ := enrichOne(t, s, time.Second, map[string]string{"alertname": "Errors", "repo": "https://" + host(f) + "/acme/api.git"})
 	sum := a.Annotations["whatchanged_summary"]
 	// The release v1.8.4 and the deployment of ref v1.8.4 are one deploy:
-	// merged, keeping the deployment's failed status.
-	if !strings.HasPrefix(sum, "release of "+host(f)+"/acme/api v1.8.4 (was v1.8.3) by alice, 20m before the alert started (failed)") ||
-		!strings.Contains(sum, "3 commit(s) by alice, dan") || strings.Count(sum, "\n") != 0 {
+	// merged, named after the deployment (its commit, the head commit's
+	// author, its deployer and failed status) and the release's tag.
+	if !strings.HasPrefix(sum, "github deployment of acme/api 9f1c2e7 (v1.8.4) by Alice (deployed by deploy-bot)") ||
+		!strings.Contains(sum, "20m before the alert started (failed)") || strings.Count(sum, "\n") != 0 {
 		t.Errorf("summary:\n%s", sum)
 	}
 	var changes []sources.Change
@@ -44,6 +45,9 @@ func TestAlertShowsReleaseWithCompareAndAuthors(t *testing.T) {
 	var compareURLs []string
 	for _, c := range changes {
 		compareURLs = append(compareURLs, c.CompareURL)
+		for _, l := range c.Links {
+			compareURLs = append(compareURLs, l.URL)
+		}
 	}
 	if !strings.Contains(strings.Join(compareURLs, " "), "https://ghe.example.com/acme/api/compare/v1.8.3...v1.8.4") {
 		t.Errorf("compare links: %v", compareURLs)

@@ -19,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
-	metadatafake "k8s.io/client-go/metadata/fake"
 
 	"github.com/whatchanged/whatchanged/sources"
 )
@@ -79,7 +78,9 @@ func largeCluster(deployments, rsPer, pods int) ([]kruntime.Object, []kruntime.O
 		d := p % deployments
 		ns, name := fmt.Sprintf("ns-%d", d%50), fmt.Sprintf("svc-%d", d)
 		rsName := fmt.Sprintf("%s-%08x", name, rsPer)
-		podObjs = append(podObjs, &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		podObjs = append(podObjs, &corev1.Pod{
+			Spec:   realisticTemplate(name, fmt.Sprintf("acme/%s:%d", name, rsPer)).Spec,
+			Status: corev1.PodStatus{PodIP: fmt.Sprintf("10.%d.%d.%d", p>>16&255, p>>8&255, p&255)},
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("%s-%05d", rsName, p), ManagedFields: bigManagedFields,
 				Labels:          map[string]string{"app": name, "pod-template-hash": fmt.Sprintf("%08x", rsPer)},
 				Annotations:     map[string]string{"kubectl.kubernetes.io/restartedAt": "2026-11-01T00:00:00Z", "prometheus.io/scrape": "true"},
@@ -104,9 +105,7 @@ func BenchmarkLargeCluster(b *testing.B) {
 	objs, pods := largeCluster(5000, 10, 20000)
 	for _, mode := range []string{"transforms", "no-transforms"} {
 		b.Run(mode, func(b *testing.B) {
-			scheme := metadatafake.NewTestScheme()
-			_ = metav1.AddMetaToScheme(scheme)
-			clients := Clients{Kube: fake.NewSimpleClientset(objs...), Metadata: metadatafake.NewSimpleMetadataClient(scheme, pods...),
+			clients := Clients{Kube: fake.NewSimpleClientset(append(objs, pods...)...),
 				Dynamic: dynamicfake.NewSimpleDynamicClient(kruntime.NewScheme())}
 			before := heapAfterGC()
 			s := New("kubernetes", Config{}, clients, slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -16,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
-	metadatafake "k8s.io/client-go/metadata/fake"
 
 	"github.com/whatchanged/whatchanged/sources"
 	"github.com/whatchanged/whatchanged/sources/sourcetest"
@@ -60,9 +59,9 @@ func newReplicaSet(owner *appsv1.Deployment, name string, rev string, created ti
 	return rs
 }
 
-func pod(ns, name string, ownerKind, ownerName string, ownerUID types.UID) *metav1.PartialObjectMetadata {
-	p := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: map[string]string{"dropped": "yes"}}}
+func pod(ns, name string, ownerKind, ownerName string, ownerUID types.UID) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: map[string]string{"dropped": "yes"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "dropped:1"}}}}
 	if ownerKind != "" {
 		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: ownerKind, Name: ownerName, UID: ownerUID, Controller: ptr(true)}}
 	}
@@ -72,14 +71,9 @@ func pod(ns, name string, ownerKind, ownerName string, ownerUID types.UID) *meta
 // newFake starts the source on client-go's fake clients and waits for sync.
 func newFake(t *testing.T, cfg Config, pods []runtime.Object, objs ...runtime.Object) *Source {
 	t.Helper()
-	scheme := metadatafake.NewTestScheme()
-	if err := metav1.AddMetaToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
 	clients := Clients{
-		Kube:     fake.NewSimpleClientset(objs...),
-		Metadata: metadatafake.NewSimpleMetadataClient(scheme, pods...),
-		Dynamic:  dynamicfake.NewSimpleDynamicClient(runtime.NewScheme()),
+		Kube:    fake.NewSimpleClientset(append(objs, pods...)...),
+		Dynamic: dynamicfake.NewSimpleDynamicClient(runtime.NewScheme()),
 	}
 	s := New("kubernetes", cfg, clients, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	s.now = func() time.Time { return t0 }
@@ -184,10 +178,10 @@ func TestResolve(t *testing.T) {
 		from   string
 	}{
 		{name: "pod owner walk", labels: map[string]string{"pod": "api-7d9f8b6c4-x2x9z"}, in: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "api"},
-			want: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "api", App: "shop-api", Repo: "github.com/acme/api"},
+			want: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "api", App: "shop-api", Repo: "github.com/acme/api", Apps: []string{"api"}},
 			from: "owner walk: Pod api-7d9f8b6c4-x2x9z → ReplicaSet api-7d9f8b6c4 → Deployment api"},
 		{name: "pod of a deleted replicaset pod", labels: map[string]string{"pod": "api-7d9f8b6c4-gone1"}, in: sources.Subject{Namespace: "shop"},
-			want: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "api", App: "shop-api", Repo: "github.com/acme/api"},
+			want: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "api", App: "shop-api", Repo: "github.com/acme/api", Apps: []string{"api"}},
 			from: "Pod api-7d9f8b6c4-gone1 (not in the cluster; ReplicaSet from its name)"},
 		{name: "pod and replicaset deleted", labels: map[string]string{"pod": "cart-5f6d7c8b9-abcde"}, in: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "cart"},
 			want: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "cart"}, from: "kubernetes: pod shop/cart-5f6d7c8b9-abcde and its ReplicaSet are not in the cluster"},
@@ -196,15 +190,15 @@ func TestResolve(t *testing.T) {
 		{name: "pod without controller", labels: map[string]string{"pod": "standalone"}, in: sources.Subject{Namespace: "shop"},
 			want: sources.Subject{Namespace: "shop"}, from: "owner walk: Pod standalone has no controller"},
 		{name: "service selector", labels: map[string]string{"service": "api-svc"}, in: sources.Subject{Namespace: "shop"},
-			want: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "api", App: "shop-api", Repo: "github.com/acme/api"},
-			from: "service api-svc selects Deployment/shop/api"},
+			want: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "api", App: "shop-api", Repo: "github.com/acme/api", Apps: []string{"api"}},
+			from: "label service: service api-svc selects Deployment/shop/api"},
 		{name: "app shared by two deployments", labels: map[string]string{"app": "shop"}, in: sources.Subject{Namespace: "shop", App: "shop"},
 			want: sources.Subject{Namespace: "shop", App: "shop"}, from: "app shop has 2 workloads (Deployment/shop/web, Deployment/shop/worker)"},
 		{name: "app of one deployment by instance label", labels: map[string]string{"app_kubernetes_io_instance": "shop-web"}, in: sources.Subject{Namespace: "shop", App: "shop-web"},
-			want: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "web", App: "shop-web"}, from: "the only workload of app shop-web"},
+			want: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "web", App: "shop-web", Apps: []string{"shop"}}, from: "the only workload of app shop-web"},
 		{name: "explicit argocd_app label wins over tracking-id", labels: map[string]string{"deployment": "api", "argocd_app": "other"},
 			in:   sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "api", App: "other"},
-			want: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "api", App: "other", Repo: "github.com/acme/api"}},
+			want: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "api", App: "other", Repo: "github.com/acme/api", Apps: []string{"shop-api", "api"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

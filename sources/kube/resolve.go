@@ -2,7 +2,9 @@ package kube
 
 import (
 	"fmt"
+	"net"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -51,11 +53,19 @@ func (s *Source) ResolveSubject(lbls map[string]string, subj sources.Subject) (s
 			steps = append(steps, sources.ResolutionStep{Field: "name", Value: subj.Name, From: path})
 		}
 	}
-	if svc := lbls["service"]; svc != "" && ns != "" && subj.Name == "" {
-		if ws, path := s.serviceWorkloads(ns, svc); len(ws) > 0 {
-			set("kind", &subj.Kind, ws[0].kind, path)
-			set("name", &subj.Name, ws[0].meta.GetName(), path)
-		}
+	if subj.Name == "" && ns != "" {
+		s.resolveByName(lbls, ns, &subj, &steps)
+	}
+	if subj.Name == "" && lbls["service"] != "" && ns != "" {
+		s.resolveService("service", ns, lbls["service"], &subj, &steps)
+	}
+	// A scrape target: its address, then its job (usually named after
+	// the Service or app).
+	if subj.Name == "" && lbls["instance"] != "" {
+		ns = s.resolveInstance(lbls["instance"], &subj, &steps)
+	}
+	if subj.Name == "" && subj.App == "" && lbls["job"] != "" && ns != "" {
+		s.resolveService("job", ns, lbls["job"], &subj, &steps)
 	}
 	if subj.Name == "" && subj.App != "" {
 		ws := s.workloadsOfApp(ns, subj.App)
@@ -72,6 +82,11 @@ func (s *Source) ResolveSubject(lbls map[string]string, subj sources.Subject) (s
 		}
 	}
 	if subj.Name != "" {
+		if subj.Kind != "" && !slices.ContainsFunc(workloadKinds, func(k string) bool { return strings.EqualFold(k, subj.Kind) }) {
+			steps = append(steps, sources.ResolutionStep{Field: "kind", Value: subj.Kind,
+				From: "kubernetes: a " + subj.Kind + " has no rollout history; its changes are matched by name and namespace"})
+			return subj, steps
+		}
 		ws := s.findWorkloads(subj.Namespace, subj.Kind, subj.Name)
 		if len(ws) == 0 {
 			steps = append(steps, sources.ResolutionStep{Field: "name", Value: subj.Name,
@@ -80,10 +95,28 @@ func (s *Source) ResolveSubject(lbls map[string]string, subj sources.Subject) (s
 		}
 		w := ws[0]
 		set("kind", &subj.Kind, w.kind, "kubernetes: found "+w.key())
+		if subj.Namespace == "" {
+			set("namespace", &subj.Namespace, w.meta.GetNamespace(), "kubernetes: found "+w.key())
+		}
 		// The Argo CD app of the workload is the deploy unit; an explicit
-		// argocd_app label (or a rule, applied later) still wins.
+		// argocd_app label (or a rule, applied later) still wins. The
+		// workload's other app names (Helm release, app label) and the
+		// alert's own app label stay as aliases, so neighbours of any of
+		// them relate by app.
+		apps := s.appNames(w.meta)
+		if subj.App != "" {
+			apps = append(apps, subj.App) // the alert's own app label
+		}
 		if app, from := s.argoApp(w.meta); app != "" && lbls["argocd_app"] == "" {
 			set("app", &subj.App, app, "workload "+from)
+		} else if subj.App == "" && len(apps) > 0 {
+			set("app", &subj.App, apps[0], "workload labels")
+		}
+		subj.Apps = nil
+		for _, a := range apps {
+			if a != subj.App && !slices.Contains(subj.Apps, a) {
+				subj.Apps = append(subj.Apps, a)
+			}
 		}
 		if repo := w.meta.GetAnnotations()[s.cfg.RepoAnnotation]; repo != "" && subj.Repo == "" {
 			set("repo", &subj.Repo, sources.NormalizeRepo(repo), "workload annotation "+s.cfg.RepoAnnotation)
@@ -94,6 +127,121 @@ func (s *Source) ResolveSubject(lbls map[string]string, subj sources.Subject) (s
 		}
 	}
 	return subj, steps
+}
+
+// resolveInstance finds the workload behind a scrape target's address: a
+// pod with that IP (then its owner walk), or a Service's DNS name. It
+// returns the namespace now known.
+func (s *Source) resolveInstance(instance string, subj *sources.Subject, steps *[]sources.ResolutionStep) string {
+	host := instance
+	if h, _, err := net.SplitHostPort(instance); err == nil {
+		host = h
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		for _, sc := range s.scopesFor(subj.Namespace) {
+			objs, _ := sc.pods.GetIndexer().ByIndex(byIP, ip.String())
+			for _, obj := range objs {
+				m, err := metaOf(obj)
+				if err != nil || (subj.Namespace != "" && m.GetNamespace() != subj.Namespace) {
+					continue
+				}
+				from := fmt.Sprintf("instance %s is pod %s/%s", instance, m.GetNamespace(), m.GetName())
+				if subj.Namespace == "" {
+					subj.Namespace = m.GetNamespace()
+					*steps = append(*steps, sources.ResolutionStep{Field: "namespace", Value: subj.Namespace, From: from})
+				}
+				kind, name, path := s.ownerWalk(m.GetNamespace(), m.GetName())
+				if name != "" {
+					subj.Kind, subj.Name = kind, name
+					*steps = append(*steps, sources.ResolutionStep{Field: "name", Value: name, From: from + "; " + path})
+				}
+				return subj.Namespace
+			}
+		}
+		*steps = append(*steps, sources.ResolutionStep{Field: "name", From: fmt.Sprintf("kubernetes: no pod has IP %s (instance %s)", host, instance)})
+		return subj.Namespace
+	}
+	// <service>.<namespace>[.svc[.cluster.local]]
+	parts := strings.Split(strings.TrimSuffix(host, "."), ".")
+	if len(parts) >= 2 && (len(parts) == 2 || parts[2] == "svc") {
+		ns := parts[1]
+		if subj.Namespace != "" && subj.Namespace != ns {
+			return subj.Namespace
+		}
+		if ws, path := s.serviceWorkloads(ns, parts[0]); len(ws) > 0 {
+			if subj.Namespace == "" {
+				subj.Namespace = ns
+				*steps = append(*steps, sources.ResolutionStep{Field: "namespace", Value: ns, From: "instance " + instance + " is a Service address"})
+			}
+			subj.Kind, subj.Name = ws[0].kind, ws[0].meta.GetName()
+			*steps = append(*steps, sources.ResolutionStep{Field: "name", Value: subj.Name, From: "instance " + instance + ": " + path})
+		}
+	}
+	return subj.Namespace
+}
+
+// resolveService: the Service of that name selects the workload; with no
+// such Service, the name is taken as an app's.
+func (s *Source) resolveService(label, ns, name string, subj *sources.Subject, steps *[]sources.ResolutionStep) {
+	if ws, path := s.serviceWorkloads(ns, name); len(ws) > 0 {
+		subj.Kind, subj.Name = ws[0].kind, ws[0].meta.GetName()
+		*steps = append(*steps, sources.ResolutionStep{Field: "name", Value: subj.Name, From: "label " + label + ": " + path})
+		return
+	}
+	if subj.App != "" {
+		return
+	}
+	if ws := s.workloadsOfApp(ns, name); len(ws) > 0 {
+		subj.App = name
+		*steps = append(*steps, sources.ResolutionStep{Field: "app", Value: name,
+			From: fmt.Sprintf("label %s: no Service %s/%s selects a workload; %d workload(s) carry app %s", label, ns, name, len(ws), name)})
+		return
+	}
+	if ws := s.findWorkloads(ns, "", name); len(ws) == 1 {
+		subj.Kind, subj.Name = ws[0].kind, name
+		*steps = append(*steps, sources.ResolutionStep{Field: "name", Value: name, From: fmt.Sprintf("label %s: no Service %s/%s; the workload of that name", label, ns, name)})
+	}
+}
+
+// pvcOfStatefulSet: a volumeClaimTemplate's claim is <template>-<sts>-<ordinal>.
+var pvcOfStatefulSet = regexp.MustCompile(`^(.+)-([0-9]+)$`)
+
+// resolveByName finds the workload behind labels that name something a
+// workload owns: a HorizontalPodAutoscaler (named after its target by
+// convention), a StatefulSet's PersistentVolumeClaim, a container name
+// only one workload of the namespace runs.
+func (s *Source) resolveByName(lbls map[string]string, ns string, subj *sources.Subject, steps *[]sources.ResolutionStep) {
+	found := func(w workload, from string) {
+		subj.Kind, subj.Name = w.kind, w.meta.GetName()
+		*steps = append(*steps, sources.ResolutionStep{Field: "name", Value: subj.Name, From: from})
+	}
+	if hpa := lbls["horizontalpodautoscaler"]; hpa != "" {
+		if ws := s.findWorkloads(ns, "", hpa); len(ws) > 0 {
+			found(ws[0], "label horizontalpodautoscaler: the workload it is named after, "+ws[0].key())
+			return
+		}
+	}
+	if pvc := lbls["persistentvolumeclaim"]; pvc != "" {
+		if m := pvcOfStatefulSet.FindStringSubmatch(pvc); m != nil {
+			for _, w := range s.workloadsIn(ns) {
+				if w.kind == KindStatefulSet && strings.HasSuffix(m[1], "-"+w.meta.GetName()) {
+					found(w, fmt.Sprintf("label persistentvolumeclaim: %s is a volume claim of %s", pvc, w.key()))
+					return
+				}
+			}
+		}
+	}
+	if c := lbls["container"]; c != "" {
+		var match []workload
+		for _, w := range s.workloadsIn(ns) {
+			if slices.Contains(templateContainers(w.obj), c) {
+				match = append(match, w)
+			}
+		}
+		if len(match) == 1 {
+			found(match[0], "label container: the only workload in "+ns+" running a container "+c)
+		}
+	}
 }
 
 // ownerWalk follows controller owners from a pod to its workload. path
@@ -205,6 +353,34 @@ func templateLabels(obj any) map[string]string {
 		return l
 	}
 	return nil
+}
+
+func templateContainers(obj any) []string {
+	var out []string
+	switch o := obj.(type) {
+	case *appsv1.Deployment:
+		for _, c := range o.Spec.Template.Spec.Containers {
+			out = append(out, c.Name)
+		}
+	case *appsv1.StatefulSet:
+		for _, c := range o.Spec.Template.Spec.Containers {
+			out = append(out, c.Name)
+		}
+	case *appsv1.DaemonSet:
+		for _, c := range o.Spec.Template.Spec.Containers {
+			out = append(out, c.Name)
+		}
+	case *unstructured.Unstructured:
+		list, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+		for _, c := range list {
+			if m, ok := c.(map[string]any); ok {
+				if n, ok := m["name"].(string); ok {
+					out = append(out, n)
+				}
+			}
+		}
+	}
+	return out
 }
 
 func templateImages(obj any) []string {

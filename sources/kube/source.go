@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,8 +24,6 @@ import (
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/metadata"
-	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
@@ -32,16 +31,12 @@ import (
 	"github.com/whatchanged/whatchanged/sources"
 )
 
-var (
-	podsGVR     = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
-	rolloutsGVR = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "rollouts"}
-)
+var rolloutsGVR = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "rollouts"}
 
 // Clients are the API clients the source uses; tests pass fakes.
 type Clients struct {
-	Kube     kubernetes.Interface
-	Metadata metadata.Interface
-	Dynamic  dynamic.Interface
+	Kube    kubernetes.Interface
+	Dynamic dynamic.Interface
 }
 
 // ClientsFromConfig reads the kubeconfig (or the in-cluster config); it
@@ -62,15 +57,11 @@ func ClientsFor(rc *rest.Config) (Clients, error) {
 	if err != nil {
 		return Clients{}, err
 	}
-	mc, err := metadata.NewForConfig(rc)
-	if err != nil {
-		return Clients{}, err
-	}
 	dc, err := dynamic.NewForConfig(rc)
 	if err != nil {
 		return Clients{}, err
 	}
-	return Clients{Kube: kc, Metadata: mc, Dynamic: dc}, nil
+	return Clients{Kube: kc, Dynamic: dc}, nil
 }
 
 func restConfig(cfg Config) (*rest.Config, error) {
@@ -171,7 +162,6 @@ func (s *Source) Start(ctx context.Context) error {
 			informers.WithNamespace(ns), informers.WithTransform(s.tf.transform))
 		fl := informers.NewSharedInformerFactoryWithOptions(s.clients.Kube, s.cfg.Resync,
 			informers.WithNamespace(ns), informers.WithTransform(s.tf.transform), informers.WithTweakListOptions(tweak))
-		mf := metadatainformer.NewFilteredSharedInformerFactory(s.clients.Metadata, s.cfg.Resync, ns, tweak)
 		sc := &scope{
 			namespace:    ns,
 			deployments:  fl.Apps().V1().Deployments().Informer(),
@@ -180,10 +170,9 @@ func (s *Source) Start(ctx context.Context) error {
 			daemonSets:   fl.Apps().V1().DaemonSets().Informer(),
 			revisions:    fl.Apps().V1().ControllerRevisions().Informer(),
 			services:     fs.Core().V1().Services().Informer(),
-			pods:         mf.ForResource(podsGVR).Informer(),
-		}
-		if err := sc.pods.SetTransform(s.tf.transform); err != nil {
-			return err
+			// Pods are cached as metadata plus their IP (scrape-target
+			// alerts name a pod by address); the transform drops the rest.
+			pods: fl.Core().V1().Pods().Informer(),
 		}
 		var df dynamicinformer.DynamicSharedInformerFactory
 		if rollouts {
@@ -198,7 +187,6 @@ func (s *Source) Start(ctx context.Context) error {
 		}
 		fl.Start(ctx.Done())
 		fs.Start(ctx.Done())
-		mf.Start(ctx.Done())
 		if df != nil {
 			df.Start(ctx.Done())
 		}
@@ -274,6 +262,7 @@ func (s *Source) scopesFor(ns string) []*scope {
 const (
 	byOwner = "owner" // controller owner UID
 	byApp   = "app"   // "<ns>/<app>" for each app name a workload carries
+	byIP    = "ip"    // a pod's IP
 )
 
 func (s *Source) index(sc *scope) error {
@@ -304,6 +293,18 @@ func (s *Source) index(sc *scope) error {
 		if err := inf.AddIndexers(owner); err != nil {
 			return err
 		}
+	}
+	if err := sc.pods.AddIndexers(cache.Indexers{byIP: func(obj any) ([]string, error) {
+		m, err := metaOf(obj)
+		if err != nil {
+			return nil, nil
+		}
+		if ips := m.GetAnnotations()[annPodIPs]; ips != "" {
+			return strings.Split(ips, ","), nil
+		}
+		return nil, nil
+	}}); err != nil {
+		return err
 	}
 	workloads := []cache.SharedIndexInformer{sc.deployments, sc.statefulSets, sc.daemonSets}
 	if sc.rollouts != nil {
@@ -392,8 +393,10 @@ func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change
 	if subj.Name != "" {
 		add(s.findWorkloads(subj.Namespace, subj.Kind, subj.Name))
 	}
-	if subj.App != "" {
-		add(s.workloadsOfApp(subj.Namespace, subj.App))
+	for _, app := range append([]string{subj.App}, subj.Apps...) {
+		if app != "" {
+			add(s.workloadsOfApp(subj.Namespace, app))
+		}
 	}
 	if subj.Namespace != "" && subj.Name == "" && subj.App == "" {
 		var loose []sources.Change

@@ -23,6 +23,9 @@ const (
 	// annImages is written by the transform: the images of a
 	// ControllerRevision's template, so its raw data need not be kept.
 	annImages = "whatchanged.dev/images"
+	// annPodIPs is written by the transform: a pod's IPs, comma-separated,
+	// so the cached pod can stay metadata only.
+	annPodIPs = "whatchanged.dev/pod-ips"
 )
 
 // transformer strips objects to what the source reads. A cluster of 5,000
@@ -83,11 +86,20 @@ func (t *transformer) transform(obj any) (any, error) {
 		return &appsv1.ControllerRevision{ObjectMeta: m, Revision: o.Revision}, nil
 	case *corev1.Service:
 		return &corev1.Service{ObjectMeta: t.meta(o.ObjectMeta), Spec: corev1.ServiceSpec{Selector: o.Spec.Selector}}, nil
-	case *metav1.PartialObjectMetadata: // pods, through the metadata informer: only the owner walk reads them
-		return &metav1.PartialObjectMetadata{TypeMeta: o.TypeMeta, ObjectMeta: metav1.ObjectMeta{
-			Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion,
-			OwnerReferences: controllerOnly(o.OwnerReferences),
-		}}, nil
+	case *corev1.Pod: // only the owner walk and the IP lookup read pods
+		m := metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion,
+			OwnerReferences: controllerOnly(o.OwnerReferences)}
+		var ips []string
+		for _, ip := range o.Status.PodIPs {
+			ips = append(ips, ip.IP)
+		}
+		if len(ips) == 0 && o.Status.PodIP != "" {
+			ips = []string{o.Status.PodIP}
+		}
+		if len(ips) > 0 {
+			m.Annotations = map[string]string{annPodIPs: strings.Join(ips, ",")}
+		}
+		return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}, ObjectMeta: m}, nil
 	case *unstructured.Unstructured: // Argo Rollouts
 		return t.rollout(o), nil
 	case cache.DeletedFinalStateUnknown:

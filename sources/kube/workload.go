@@ -147,7 +147,10 @@ func (s *Source) argoApp(m metav1.Object) (app, from string) {
 	return "", ""
 }
 
-// appNames are every name the workload may be called by as an app.
+// appNames are every name the workload may be called by as an app, the
+// deploy unit first: the Argo CD app, the Helm release or instance, the
+// app label, then app.kubernetes.io/name (a chart's name, often shared by
+// unrelated releases, so last).
 func (s *Source) appNames(m metav1.Object) []string {
 	seen := map[string]bool{}
 	var out []string
@@ -160,20 +163,21 @@ func (s *Source) appNames(m metav1.Object) []string {
 	app, _ := s.argoApp(m)
 	add(app)
 	l := m.GetLabels()
-	add(l["app.kubernetes.io/name"])
 	add(l["app.kubernetes.io/instance"])
+	add(l["release"]) // Helm 2-era charts
 	add(l["app"])
+	add(l["app.kubernetes.io/name"])
 	return out
 }
 
 // subjectOf is the subject a workload's changes carry.
 func (s *Source) subjectOf(w workload) sources.Subject {
-	app, _ := s.argoApp(w.meta)
-	if app == "" {
-		app = w.meta.GetLabels()["app.kubernetes.io/name"]
-	}
-	return sources.Subject{
-		Namespace: w.meta.GetNamespace(), Kind: w.kind, Name: w.meta.GetName(), App: app,
+	subj := sources.Subject{
+		Namespace: w.meta.GetNamespace(), Kind: w.kind, Name: w.meta.GetName(),
 		Repo: sources.NormalizeRepo(w.meta.GetAnnotations()[s.cfg.RepoAnnotation]),
 	}
+	if apps := s.appNames(w.meta); len(apps) > 0 {
+		subj.App, subj.Apps = apps[0], apps[1:]
+	}
+	return subj
 }

@@ -15,7 +15,9 @@ import (
 // Contract checks the behaviour the pipeline relies on:
 //   - Name is non-empty and stable;
 //   - a known subject in its window gives changes carrying the source's name;
-//   - an unknown subject gives no changes and no error;
+//   - an unknown subject (a workload and app nobody has) gives no changes
+//     and no error; a repository the source cannot read is reported, so
+//     the contract names none;
 //   - a cancelled context returns promptly with an error wrapping ctx.Err().
 func Contract(t *testing.T, src sources.Source, known sources.Query) {
 	t.Helper()
@@ -44,7 +46,7 @@ func Contract(t *testing.T, src sources.Source, known sources.Query) {
 	})
 	t.Run("nothing for an unknown subject", func(t *testing.T) {
 		q := known
-		q.Subject = sources.Subject{Namespace: "no-such-namespace-x", Kind: "Deployment", Name: "no-such-workload-x", App: "no-such-app-x", Repo: "example.invalid/none/none"}
+		q.Subject = sources.Subject{Namespace: "no-such-namespace-x", Kind: "Deployment", Name: "no-such-workload-x", App: "no-such-app-x"}
 		got, err := src.Changes(context.Background(), q)
 		if err != nil {
 			t.Fatalf("unknown subject gave an error: %v", err)

@@ -1,0 +1,468 @@
+package enrich
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/whatchanged/whatchanged/sources"
+)
+
+// One deploy is often seen by several sources: an Argo CD sync of commit R,
+// the GitHub deployment or release of R, a CI event pushed for R, and the
+// rollouts of the workloads it produced. merge folds them into one change.
+//
+// Two observations are one deploy when
+//   - they denote the same revision (see tokensOf): a commit SHA or an
+//     abbreviation of it, an image tag, a release or chart version; or,
+//     failing that, a rollout falls inside its app's sync start–finish;
+//   - they are about the same thing: the same workload, or the app or repo
+//     of one is the app or repo of the other's workload;
+//   - their times fit: a cause (sync, release, CI deploy) starts before or
+//     around the effect (rollout) and at most mergeWindow earlier; two
+//     causes start within mergeWindow of each other.
+//
+// And never when that would put two rollouts of one workload, or two
+// observations of one kind by one source (two syncs, two releases), into
+// one deploy: those are two deploys, even of the same version.
+
+// mergeWindow bounds cause → effect and cause ↔ cause.
+const mergeWindow = 30 * time.Minute
+
+// effectLead: a cause may be recorded this long after its rollout began
+// (CI publishes the release or event once the rollout is under way).
+const effectLead = 5 * time.Minute
+
+// mutableTags name a moving target, never one revision.
+var mutableTags = map[string]bool{
+	"latest": true, "stable": true, "main": true, "master": true, "head": true, "dev": true, "develop": true,
+	"prod": true, "production": true, "staging": true, "edge": true, "nightly": true, "canary": true,
+	"release": true, "test": true, "current": true, "live": true,
+}
+
+// token is one name of a revision: a commit SHA (matched by prefix, either
+// side at least 7 hex) or a version (matched exactly, without a leading v).
+type token struct {
+	value string
+	sha   bool
+}
+
+func (a token) matches(b token) bool {
+	if a.sha && b.sha {
+		return strings.HasPrefix(a.value, b.value) || strings.HasPrefix(b.value, a.value)
+	}
+	return a.value == b.value
+}
+
+// observation is a change as the merge sees it.
+type observation struct {
+	ch       *sources.Change
+	effect   bool // a rollout of one workload
+	workload string
+	tokens   []token
+}
+
+func isEffect(c *sources.Change) bool {
+	return (c.Kind == sources.KindRollout || c.Kind == sources.KindRollback) && c.Subject.Name != ""
+}
+
+func workloadKey(s sources.Subject) string {
+	if s.Name == "" {
+		return ""
+	}
+	return s.Namespace + "/" + s.Name
+}
+
+// tokensOf: a rollout is named by its new images' tags; anything else by
+// its revision(s) and version.
+func tokensOf(c *sources.Change) []token {
+	var out []token
+	if isEffect(c) {
+		for _, img := range c.Images {
+			out = append(out, imageTokens(img.To)...)
+		}
+		if len(c.Images) == 0 {
+			for _, v := range strings.Split(c.Version, ", ") {
+				_, img, _ := strings.Cut(v, "=") // "name=image" for several containers
+				out = append(out, imageTokens(cmp.Or(img, v))...)
+			}
+		}
+		return out
+	}
+	for _, r := range strings.Split(c.Revision, ",") {
+		out = append(out, versionTokens(r)...)
+	}
+	for _, v := range strings.Split(c.Version, ",") {
+		out = append(out, versionTokens(v)...)
+	}
+	return out
+}
+
+// imageTokens names an image by its tag: "ghcr.io/acme/api:v1.4.0" is
+// 1.4.0, "…:main-5f2c1e9" is main-5f2c1e9 and the SHA 5f2c1e9. No tag (or
+// only a digest) names nothing.
+func imageTokens(image string) []token {
+	image, _, _ = strings.Cut(strings.TrimSpace(image), "@")
+	i := strings.LastIndexByte(image, ':')
+	if i < 0 || i < strings.LastIndexByte(image, '/') {
+		return nil
+	}
+	return versionTokens(image[i+1:])
+}
+
+// versionTokens names a version string: itself (without a leading v, or
+// the part after "chart@" / "path@"), an image's tag, and any SHA-looking
+// part ("1.4.0-5f2c1e9").
+func versionTokens(v string) []token {
+	v = strings.ToLower(strings.TrimSpace(v))
+	if i := strings.LastIndexByte(v, '@'); i >= 0 {
+		v = v[i+1:]
+	}
+	if strings.Contains(v, "/") || strings.Contains(v, ":") {
+		return imageTokens(v)
+	}
+	if len(v) > 1 && v[0] == 'v' && v[1] >= '0' && v[1] <= '9' {
+		v = v[1:]
+	}
+	if len(v) < 2 || mutableTags[v] {
+		return nil
+	}
+	if isSHA(v) {
+		return []token{{v, true}}
+	}
+	out := []token{{v, false}}
+	for _, part := range strings.FieldsFunc(v, func(r rune) bool { return r == '-' || r == '_' || r == '+' }) {
+		// A tag part of 7+ hex with a letter is a commit; all digits is
+		// more likely a date or build number.
+		if part != v && isSHA(part) && strings.ContainsAny(part, "abcdef") {
+			out = append(out, token{part, true})
+		}
+	}
+	return out
+}
+
+func isSHA(s string) bool {
+	if len(s) < 7 || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// sameRevision reports whether two observations share a token; shaOnly
+// when every shared token is a commit.
+func sameRevision(a, b *observation) (shared, shaOnly bool) {
+	shaOnly = true
+	for _, x := range a.tokens {
+		for _, y := range b.tokens {
+			if x.matches(y) {
+				shared = true
+				shaOnly = shaOnly && x.sha && y.sha
+			}
+		}
+	}
+	return shared, shared && shaOnly
+}
+
+// about reports whether a cause is about the effect's workload: the same
+// workload, or the cause's app or repo is the workload's.
+func about(cause, effect *sources.Change) bool {
+	c, e := cause.Subject, effect.Subject
+	switch {
+	case c.Name != "":
+		return workloadKey(c) == workloadKey(e) && (c.Kind == "" || e.Kind == "" || strings.EqualFold(c.Kind, e.Kind))
+	case c.App != "" && e.HasApp(c.App):
+		return true
+	case c.Repo != "" && e.Repo != "" && sources.NormalizeRepo(c.Repo) == sources.NormalizeRepo(e.Repo):
+		return true
+	}
+	return false
+}
+
+// sameThing reports whether two causes are about one thing.
+func sameThing(a, b *sources.Change) bool {
+	x, y := a.Subject, b.Subject
+	switch {
+	case x.Name != "" && y.Name != "":
+		return workloadKey(x) == workloadKey(y)
+	case x.App != "" && (y.HasApp(x.App) || (y.App != "" && x.HasApp(y.App))):
+		return true
+	case x.Repo != "" && y.Repo != "" && sources.NormalizeRepo(x.Repo) == sources.NormalizeRepo(y.Repo):
+		return true
+	case x.Name != "" && y.Name == "":
+		return about(b, a)
+	case y.Name != "" && x.Name == "":
+		return about(a, b)
+	}
+	return false
+}
+
+// pair is a possible fold, strongest first.
+type pair struct {
+	i, j     int
+	strength int // 0: shared revision; 1: rollout inside its app's sync
+	gap      time.Duration
+}
+
+// merge folds the observations of one deploy. Changes arrive related to
+// the alert's subject (Relation set) and leave merged, in no set order.
+func merge(changes []sources.Change) []sources.Change {
+	// The same observations in any order must merge the same way.
+	slices.SortFunc(changes, compareIdentity)
+	obs := make([]observation, len(changes))
+	for i := range changes {
+		c := &changes[i]
+		obs[i] = observation{ch: c, effect: isEffect(c), workload: workloadKey(c.Subject), tokens: tokensOf(c)}
+	}
+	var pairs []pair
+	for i := range obs {
+		for j := i + 1; j < len(obs); j++ {
+			if p, ok := fold(&obs[i], &obs[j]); ok {
+				p.i, p.j = i, j
+				pairs = append(pairs, p)
+			}
+		}
+	}
+	slices.SortStableFunc(pairs, func(a, b pair) int {
+		return cmp.Or(cmp.Compare(a.strength, b.strength), cmp.Compare(a.gap, b.gap))
+	})
+	group := make([]int, len(obs)) // group id per observation
+	members := make(map[int][]int, len(obs))
+	for i := range obs {
+		group[i] = i
+		members[i] = []int{i}
+	}
+	for _, p := range pairs {
+		gi, gj := group[p.i], group[p.j]
+		if gi == gj || !compatible(obs, members[gi], members[gj]) {
+			continue
+		}
+		for _, k := range members[gj] {
+			group[k] = gi
+		}
+		members[gi] = append(members[gi], members[gj]...)
+		delete(members, gj)
+	}
+	out := make([]sources.Change, 0, len(members))
+	for i := range obs {
+		if ms, ok := members[i]; ok {
+			slices.Sort(ms)
+			out = append(out, combine(obs, ms))
+		}
+	}
+	return out
+}
+
+// fold says whether two observations may be one deploy, and how strongly.
+func fold(a, b *observation) (pair, bool) {
+	if a.effect && b.effect {
+		return pair{}, false // rollouts join only through their cause
+	}
+	cause, effect := a, b
+	if a.effect {
+		cause, effect = b, a
+	}
+	if !effect.effect { // two causes
+		shared, shaOnly := sameRevision(a, b)
+		gap := absDuration(a.ch.StartedAt.Sub(b.ch.StartedAt))
+		if !shared || gap > mergeWindow {
+			return pair{}, false
+		}
+		// A commit is one commit whichever repository each names it by.
+		if shaOnly || sameThing(a.ch, b.ch) {
+			return pair{gap: gap}, true
+		}
+		return pair{}, false
+	}
+	if !about(cause.ch, effect.ch) {
+		return pair{}, false
+	}
+	lead := effect.ch.StartedAt.Sub(cause.ch.StartedAt) // how long after the cause the rollout began
+	if shared, _ := sameRevision(cause, effect); shared && lead >= -effectLead && lead <= mergeWindow {
+		return pair{gap: absDuration(lead)}, true
+	}
+	// A sync's start–finish window holds the rollouts it caused.
+	c := cause.ch
+	if c.Kind == sources.KindSync && c.Subject.App != "" && effect.ch.Subject.HasApp(c.Subject.App) && lead >= -effectLead &&
+		((!c.FinishedAt.IsZero() && !effect.ch.StartedAt.After(c.FinishedAt.Add(effectLead))) || (c.FinishedAt.IsZero() && lead <= mergeWindow)) {
+		return pair{strength: 1, gap: absDuration(lead)}, true
+	}
+	return pair{}, false
+}
+
+// compatible: the union of two groups holds at most one rollout per
+// workload and at most one observation per source and kind.
+func compatible(obs []observation, a, b []int) bool {
+	seen := map[string]bool{}
+	for _, idx := range [][]int{a, b} {
+		for _, i := range idx {
+			o := obs[i]
+			key := "obs:" + o.ch.Source + "/" + o.ch.Kind
+			if o.effect {
+				key = "workload:" + o.workload
+			}
+			if seen[key] {
+				return false
+			}
+			seen[key] = true
+		}
+	}
+	return true
+}
+
+// causeOrder picks which cause a merged deploy is named after: the one
+// closest to the deploy itself.
+var causeOrder = map[string]int{sources.KindSync: 0, sources.KindDeploy: 1, sources.KindDeployment: 2, sources.KindRelease: 3}
+
+var statusRank = map[string]int{sources.StatusFailed: 3, sources.StatusInProgress: 2, sources.StatusSucceeded: 1}
+
+// combine makes one change of a deploy's observations: the cause's commit,
+// author, message, compare link and release name; the rollouts' revision
+// numbers, images, status and finish time; every source and link.
+func combine(obs []observation, idx []int) sources.Change {
+	if len(idx) == 1 {
+		return *obs[idx[0]].ch
+	}
+	var causes, effects []*sources.Change
+	for _, i := range idx {
+		if obs[i].effect {
+			effects = append(effects, obs[i].ch)
+		} else {
+			causes = append(causes, obs[i].ch)
+		}
+	}
+	order := func(c *sources.Change) int {
+		if o, ok := causeOrder[c.Kind]; ok {
+			return o
+		}
+		return len(causeOrder)
+	}
+	slices.SortStableFunc(causes, func(a, b *sources.Change) int {
+		return cmp.Or(cmp.Compare(order(a), order(b)), strings.Compare(a.Source, b.Source), a.StartedAt.Compare(b.StartedAt))
+	})
+	// The alerting workload's own rollout first.
+	slices.SortStableFunc(effects, func(a, b *sources.Change) int {
+		return cmp.Or(cmp.Compare(relationWeight[b.Relation], relationWeight[a.Relation]), strings.Compare(workloadKey(a.Subject), workloadKey(b.Subject)))
+	})
+	var out sources.Change
+	if len(causes) > 0 {
+		out = *causes[0]
+	} else {
+		out = *effects[0]
+	}
+	out.Links, out.Sources, out.Rollouts = nil, nil, nil
+	for _, c := range causes {
+		if c.Kind == sources.KindRelease {
+			out.Version = c.Version // the release's tag is what people call it
+		}
+	}
+	for _, c := range causes {
+		fill(&out.Revision, c.Revision)
+		fill(&out.PreviousRevision, c.PreviousRevision)
+		fill(&out.Version, c.Version)
+		fill(&out.PreviousVersion, c.PreviousVersion)
+		fill(&out.Author, c.Author)
+		fill(&out.DeployedBy, c.DeployedBy)
+		fill(&out.Message, c.Message)
+		fill(&out.CompareURL, c.CompareURL) // other URLs stay links, named by their source
+	}
+	if len(effects) == 0 {
+		// The most closely related observation (a CI event naming the
+		// workload) says what the deploy is about.
+		closest := causes[0]
+		for _, c := range causes {
+			if relationWeight[c.Relation] > relationWeight[closest.Relation] {
+				closest = c
+			}
+		}
+		subj := closest.Subject
+		fill(&subj.App, out.Subject.App)
+		fill(&subj.Repo, out.Subject.Repo)
+		out.Subject = subj
+	} else {
+		own := effects[0]
+		subj := own.Subject
+		fill(&subj.App, out.Subject.App)
+		fill(&subj.Repo, out.Subject.Repo)
+		out.Subject = subj
+		out.Images = own.Images
+		if own.Status != "" && own.Status != sources.StatusUnknown {
+			out.Status = own.Status
+		}
+		if !own.FinishedAt.IsZero() {
+			out.FinishedAt = own.FinishedAt
+		}
+		if len(causes) == 0 {
+			out.Kind = own.Kind
+		}
+		for _, e := range effects {
+			out.Rollouts = append(out.Rollouts, sources.Rollout{
+				Namespace: e.Subject.Namespace, Kind: e.Subject.Kind, Name: e.Subject.Name,
+				Revision: e.Revision, PreviousRevision: e.PreviousRevision, Images: e.Images, Status: e.Status,
+				Rollback: e.Kind == sources.KindRollback,
+			})
+			fill(&out.Message, e.Message)
+		}
+	}
+	links := map[string]bool{out.URL: true, out.CompareURL: true}
+	addLink := func(name, url string) {
+		if url != "" && !links[url] {
+			links[url] = true
+			out.Links = append(out.Links, sources.Link{Name: name, URL: url})
+		}
+	}
+	srcs := map[string]bool{}
+	for _, i := range idx {
+		m := obs[i].ch
+		srcs[m.Source] = true
+		if relationWeight[m.Relation] > relationWeight[out.Relation] {
+			out.Relation = m.Relation
+		}
+		if m.StartedAt.Before(out.StartedAt) {
+			out.StartedAt = m.StartedAt
+		}
+		if len(effects) == 0 || out.Status == "" || out.Status == sources.StatusUnknown {
+			if statusRank[m.Status] > statusRank[out.Status] {
+				out.Status = m.Status
+			}
+		}
+		if len(effects) == 0 && m.FinishedAt.After(out.FinishedAt) {
+			out.FinishedAt = m.FinishedAt
+		}
+		addLink(m.Source, m.URL)
+		addLink(m.Source+" compare", m.CompareURL)
+		for _, l := range m.Links {
+			addLink(l.Name, l.URL)
+		}
+	}
+	if len(srcs) > 1 {
+		out.Sources = sortedKeys(srcs)
+	}
+	return out
+}
+
+// compareIdentity orders observations by what they are, not by where
+// they came from in a source's answer.
+func compareIdentity(a, b sources.Change) int {
+	return cmp.Or(strings.Compare(a.Source, b.Source), strings.Compare(a.Kind, b.Kind), strings.Compare(a.ID, b.ID),
+		a.StartedAt.Compare(b.StartedAt), strings.Compare(a.Revision, b.Revision), strings.Compare(a.Version, b.Version),
+		strings.Compare(a.Subject.Key(), b.Subject.Key()))
+}
+
+func fill(dst *string, v string) {
+	if *dst == "" {
+		*dst = v
+	}
+}
+
+func absDuration(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
+}
