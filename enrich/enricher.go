@@ -145,7 +145,7 @@ type Window struct {
 // historyHorizon is how far back sources are asked for the last deploy of
 // a workload that did not change in the look-back; their own history
 // (ReplicaSets, Argo CD's last syncs, releases) bounds what they keep.
-const historyHorizon = 90 * 24 * time.Hour
+const historyHorizon = 365 * 24 * time.Hour
 
 // until is the end of an alert's window: its end when resolved, else the
 // notification (now), and never less than the configured look-ahead.

@@ -119,6 +119,9 @@ func describe(ch sources.Change) string {
 			if tag := ch.Version; tag != "" && tag != v && !strings.ContainsAny(tag, "@:/") && !mutableTags[strings.ToLower(tag)] {
 				b.WriteString(" (" + tag + ")")
 			}
+			if v == ch.Version && ch.PreviousVersion != "" {
+				b.WriteString(" (was " + ch.PreviousVersion + ")")
+			}
 		}
 	}
 	switch {

@@ -103,16 +103,16 @@ func Relate(alert, change Subject) Relation {
 		(alert.Kind == "" || change.Kind == "" || strings.EqualFold(alert.Kind, change.Kind)) {
 		return RelationWorkload
 	}
-	// The same app: by any name either side goes by. Workloads of an app
-	// name in another namespace are another deployment of it (staging vs
-	// prod), not this one.
+	// The same app or repo: by any name either side goes by. A workload
+	// of that app or repo in another namespace is another deployment of
+	// it (staging vs prod), not this one.
 	if sameNS || change.Name == "" {
 		if change.HasApp(alert.App) || (change.App != "" && alert.HasApp(change.App)) {
 			return RelationApp
 		}
-	}
-	if alert.Repo != "" && NormalizeRepo(alert.Repo) == NormalizeRepo(change.Repo) {
-		return RelationRepo
+		if alert.Repo != "" && NormalizeRepo(alert.Repo) == NormalizeRepo(change.Repo) {
+			return RelationRepo
+		}
 	}
 	if alert.Namespace != "" && alert.Namespace == change.Namespace {
 		return RelationNamespace

@@ -37,6 +37,9 @@ func TestRelate(t *testing.T) {
 		{"same repo, other spelling", Subject{Repo: "git@github.com:acme/api.git"}, RelationRepo},
 		{"same namespace", Subject{Namespace: "shop", Name: "web"}, RelationNamespace},
 		{"nothing shared", Subject{Namespace: "billing", App: "ledger"}, RelationNone},
+		{"same app by an alias", Subject{Namespace: "shop", Name: "worker", App: "shop", Apps: []string{"shop-api"}}, RelationApp},
+		{"same app in another namespace", Subject{Namespace: "staging", Name: "api", App: "shop-api"}, RelationNone},
+		{"same repo in another namespace", Subject{Namespace: "staging", Name: "api", Repo: "github.com/acme/api"}, RelationNone},
 		{"empty", Subject{}, RelationNone},
 	}
 	for _, tt := range tests {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/whatchanged/whatchanged/enrich"
+	"github.com/whatchanged/whatchanged/sources"
 )
 
 // labelFlag collects --labels k=v,k=v (repeatable).
@@ -167,7 +168,10 @@ func printReport(w io.Writer, r enrich.Report) {
 			fmt.Fprintln(w, "  (no related changes in the window)")
 		}
 		for i, c := range a.Ranking {
-			fmt.Fprintf(w, "  %d. %.2f %-9s %s of %s %s, %s\n", i+1, c.Score, c.Relation, c.Kind, c.Subject.Short(), cmp.Or(c.Version, "revision "+c.Revision), c.BeforeStart+" before start")
+			fmt.Fprintf(w, "  %d. %.2f %-9s %s\n", i+1, c.Score, c.Relation, rankingLine(c))
+		}
+		if c := a.LastDeploy; c != nil {
+			fmt.Fprintf(w, "  last deploy (before the look-back): %s\n", rankingLine(*c))
 		}
 		fmt.Fprintln(w, "\nAnnotations")
 		keys := make([]string, 0, len(a.Annotations))
@@ -183,6 +187,26 @@ func printReport(w io.Writer, r enrich.Report) {
 		}
 		fmt.Fprintf(w, "\n(enrichment took %s of a %s budget)\n", r.Duration, r.Budget)
 	}
+}
+
+// rankingLine: what a ranked change is, when, what it plays for the alert
+// and which sources saw it.
+func rankingLine(c sources.Change) string {
+	line := fmt.Sprintf("%s of %s %s, %s before start", c.Kind, c.Subject.Short(), cmp.Or(c.Version, "revision "+c.Revision), c.BeforeStart)
+	for _, r := range c.Rollouts {
+		line += fmt.Sprintf("; rolled out %s/%s rev %s", r.Namespace, r.Name, r.Revision)
+	}
+	var notes []string
+	if c.Role != "" {
+		notes = append(notes, c.Role)
+	}
+	if len(c.Sources) > 1 {
+		notes = append(notes, "seen by "+strings.Join(c.Sources, ", "))
+	}
+	if len(notes) > 0 {
+		line += "  [" + strings.Join(notes, "; ") + "]"
+	}
+	return line
 }
 
 func formatLabels(l map[string]string) string {
