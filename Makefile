@@ -30,7 +30,7 @@ TEST_ENV     := WHATCHANGED_ALERTMANAGER=$(ALERTMANAGER) WHATCHANGED_AMTOOL=$(AM
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build run test check unit e2e bench fuzz tools image clean
+.PHONY: all build run test check unit e2e bench fuzz quality tools image clean
 
 all: build
 
@@ -51,7 +51,7 @@ check:
 	$(GO) vet ./...
 
 unit:
-	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/e2e)
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v -e /test/e2e -e /test/scenarios)
 
 e2e: tools
 	$(TEST_ENV) $(GO) test -count=1 -v ./test/e2e/
@@ -68,6 +68,13 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./enrich/ -run '^$$' -fuzz '^FuzzDecodeWebhook$$' -fuzztime $(FUZZTIME) -parallel 1
 	$(GO) test ./enrich/ -run '^$$' -fuzz '^FuzzRuleMatch$$' -fuzztime $(FUZZTIME) -parallel 1
+
+## quality: run the incident scenarios (test/scenarios) and print "N/M right, K false suspects, L duplicate lines" and what went wrong; fails if any is wrong.
+quality: tools
+	@report=$$(mktemp); log=$$(mktemp); \
+	  $(TEST_ENV) WHATCHANGED_QUALITY_REPORT=$$report $(GO) test -count=1 -run '^TestScenarios$$' ./test/scenarios/ >$$log 2>&1; rc=$$?; \
+	  if [ -s $$report ]; then cat $$report; else cat $$log; fi; \
+	  rm -f $$report $$log; exit $$rc
 
 tools: $(ALERTMANAGER) $(AMTOOL) $(PROMETHEUS) $(KUBE_BINS) $(KUBE_DIR)/etcd $(HELM) $(REDIS_SERVER)
 

@@ -80,7 +80,9 @@ func tokensOf(c *sources.Change) []token {
 	var out []token
 	if isEffect(c) {
 		for _, img := range c.Images {
-			out = append(out, imageTokens(img.To)...)
+			if img.From != img.To { // a restart ships no new revision
+				out = append(out, imageTokens(img.To)...)
+			}
 		}
 		if len(c.Images) == 0 {
 			for _, v := range strings.Split(c.Version, ", ") {

@@ -340,7 +340,7 @@ func (s *Source) fetchApp(ctx context.Context, app string) (*application, error)
 			// argocd-server answers 403 for an app in a project the
 			// token's account has no role in (and, to hide which apps
 			// exist, for some that do not exist).
-			err = fmt.Errorf("application %s is not readable with the configured token (403: grant the token's account applications, get on its project)", app)
+			err = fmt.Errorf("application %s is forbidden to the configured token (403 permission denied: grant the token's account applications, get on the app's project)", app)
 			s.remember(app, err)
 			return nil, err
 		case err != nil:

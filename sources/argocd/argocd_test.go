@@ -219,7 +219,7 @@ func TestRESTErrors(t *testing.T) {
 	f2 := newFakeServer(t)
 	f2.status = http.StatusForbidden
 	s = newREST(t, f2, token)
-	if _, err := s.Changes(context.Background(), q); err == nil || !strings.Contains(err.Error(), "application shop-api is not readable with the configured token (403") {
+	if _, err := s.Changes(context.Background(), q); err == nil || !strings.Contains(err.Error(), "application shop-api is forbidden to the configured token (403") {
 		t.Errorf("403: %v", err)
 	}
 	f3 := newFakeServer(t)

@@ -23,7 +23,8 @@ type revision struct {
 	created     time.Time
 	images      []container
 	changeCause string
-	history     string // revision-history: earlier numbers of a reused ReplicaSet
+	history     string    // revision-history: earlier numbers of a reused ReplicaSet
+	updated     time.Time // last written (ControllerRevisions): a renumbered one came back then
 }
 
 type container struct{ name, image string }
@@ -48,6 +49,8 @@ func (s *Source) history(w workload, since, until time.Time) []sources.Change {
 		}
 		if t, ok := s.observedAt(r.uid, strconv.FormatInt(r.number, 10)); ok {
 			start = t
+		} else if reused && r.updated.After(r.created) {
+			start = r.updated
 		} else if reused && newest && !approxStart.IsZero() {
 			start = approxStart // the watch did not see it happen; the last progress is the best we know
 		}
@@ -63,6 +66,17 @@ func (s *Source) history(w workload, since, until time.Time) []sources.Change {
 		if prev != nil {
 			ch.PreviousRevision = strconv.FormatInt(prev.number, 10)
 			ch.Images, ch.Version, ch.PreviousVersion = imageDiff(prev.images, r.images)
+			if len(ch.Images) == 0 {
+				// A restart or a config-only template change: the same
+				// images, said so rather than left blank.
+				ch.Images, ch.Version, _ = imageDiff(nil, r.images)
+				for i := range ch.Images {
+					ch.Images[i].From = ch.Images[i].To
+				}
+				if ch.Message == "" {
+					ch.Message = "pod template changed, images unchanged"
+				}
+			}
 		} else {
 			ch.Images, ch.Version, _ = imageDiff(nil, r.images)
 		}
@@ -112,8 +126,9 @@ func (s *Source) revisions(w workload) []revision {
 			if !ok {
 				continue
 			}
+			updated, _ := time.Parse(time.RFC3339, cr.Annotations[annUpdated])
 			out = append(out, revision{number: cr.Revision, uid: string(cr.UID), name: cr.Name, created: cr.CreationTimestamp.Time,
-				images: parseImages(cr.Annotations[annImages]), changeCause: cr.Annotations[annChangeCause]})
+				images: parseImages(cr.Annotations[annImages]), changeCause: cr.Annotations[annChangeCause], updated: updated})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].number < out[j].number })

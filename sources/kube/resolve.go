@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -43,6 +44,12 @@ func (s *Source) ResolveSubject(lbls map[string]string, subj sources.Subject) (s
 		explicit = explicit || lbls[l] != ""
 	}
 
+	if hpa := lbls["horizontalpodautoscaler"]; hpa != "" && ns != "" && !explicit {
+		if kind, name, from := s.hpaTarget(ns, hpa); name != "" {
+			subj.Kind, subj.Name = kind, name
+			steps = append(steps, sources.ResolutionStep{Field: "name", Value: name, From: from})
+		}
+	}
 	if pod := lbls["pod"]; pod != "" && ns != "" && !explicit {
 		if kind, name, path := s.ownerWalk(ns, pod); name != "" {
 			// Recorded even when it confirms the name guess: explain shows the walk.
@@ -201,6 +208,19 @@ func (s *Source) resolveService(label, ns, name string, subj *sources.Subject, s
 		subj.Kind, subj.Name = ws[0].kind, name
 		*steps = append(*steps, sources.ResolutionStep{Field: "name", Value: name, From: fmt.Sprintf("label %s: no Service %s/%s; the workload of that name", label, ns, name)})
 	}
+}
+
+// hpaTarget is the workload a HorizontalPodAutoscaler scales.
+func (s *Source) hpaTarget(ns, name string) (kind, target, from string) {
+	for _, sc := range s.scopesFor(ns) {
+		obj, ok, _ := sc.hpas.GetIndexer().GetByKey(ns + "/" + name)
+		if !ok {
+			continue
+		}
+		ref := obj.(*autoscalingv2.HorizontalPodAutoscaler).Spec.ScaleTargetRef
+		return ref.Kind, ref.Name, fmt.Sprintf("HorizontalPodAutoscaler %s/%s scales %s %s", ns, name, ref.Kind, ref.Name)
+	}
+	return "", "", ""
 }
 
 // pvcOfStatefulSet: a volumeClaimTemplate's claim is <template>-<sts>-<ordinal>.

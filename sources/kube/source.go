@@ -90,6 +90,7 @@ type scope struct {
 	namespace                                          string
 	deployments, replicaSets, statefulSets, daemonSets cache.SharedIndexInformer
 	revisions, services, pods                          cache.SharedIndexInformer
+	hpas                                               cache.SharedIndexInformer // HorizontalPodAutoscalers: alerts name them
 	rollouts                                           cache.SharedIndexInformer // nil unless the CRD exists
 }
 
@@ -170,6 +171,7 @@ func (s *Source) Start(ctx context.Context) error {
 			daemonSets:   fl.Apps().V1().DaemonSets().Informer(),
 			revisions:    fl.Apps().V1().ControllerRevisions().Informer(),
 			services:     fs.Core().V1().Services().Informer(),
+			hpas:         fs.Autoscaling().V2().HorizontalPodAutoscalers().Informer(),
 			// Pods are cached as metadata plus their IP (scrape-target
 			// alerts name a pod by address); the transform drops the rest.
 			pods: fl.Core().V1().Pods().Informer(),
@@ -238,7 +240,7 @@ func (s *Source) rolloutsServed() bool {
 }
 
 func (sc *scope) all() []cache.SharedIndexInformer {
-	out := []cache.SharedIndexInformer{sc.deployments, sc.replicaSets, sc.statefulSets, sc.daemonSets, sc.revisions, sc.services, sc.pods}
+	out := []cache.SharedIndexInformer{sc.deployments, sc.replicaSets, sc.statefulSets, sc.daemonSets, sc.revisions, sc.services, sc.pods, sc.hpas}
 	if sc.rollouts != nil {
 		out = append(out, sc.rollouts)
 	}
@@ -390,15 +392,20 @@ func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change
 			}
 		}
 	}
+	// A subject whose workload the cluster does not have (a CronJob, a
+	// Job, a name that matched nothing) still gets its namespace's changes.
+	loose := subj.Namespace != "" && subj.App == ""
 	if subj.Name != "" {
-		add(s.findWorkloads(subj.Namespace, subj.Kind, subj.Name))
+		ws := s.findWorkloads(subj.Namespace, subj.Kind, subj.Name)
+		loose = loose && len(ws) == 0
+		add(ws)
 	}
 	for _, app := range append([]string{subj.App}, subj.Apps...) {
 		if app != "" {
 			add(s.workloadsOfApp(subj.Namespace, app))
 		}
 	}
-	if subj.Namespace != "" && subj.Name == "" && subj.App == "" {
+	if loose {
 		var loose []sources.Change
 		for _, w := range s.workloadsIn(subj.Namespace) {
 			if err := ctx.Err(); err != nil {

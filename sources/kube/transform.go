@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -26,6 +28,10 @@ const (
 	// annPodIPs is written by the transform: a pod's IPs, comma-separated,
 	// so the cached pod can stay metadata only.
 	annPodIPs = "whatchanged.dev/pod-ips"
+	// annUpdated is written by the transform: when a ControllerRevision
+	// was last written (its managedFields). A rollback renumbers an old
+	// revision, and this is when.
+	annUpdated = "whatchanged.dev/updated-at"
 )
 
 // transformer strips objects to what the source reads. A cluster of 5,000
@@ -39,7 +45,7 @@ type transformer struct {
 func newTransformer(cfg Config) *transformer {
 	return &transformer{keepAnnotations: map[string]bool{
 		annRevision: true, annRevisionHistory: true, annChangeCause: true, annRolloutRevision: true,
-		annTrackingID: true, annImages: true, cfg.RepoAnnotation: true,
+		annTrackingID: true, annImages: true, annUpdated: true, cfg.RepoAnnotation: true,
 	}}
 }
 
@@ -77,13 +83,19 @@ func (t *transformer) transform(obj any) (any, error) {
 		}, nil
 	case *appsv1.ControllerRevision:
 		m := t.meta(o.ObjectMeta)
+		if m.Annotations == nil {
+			m.Annotations = map[string]string{}
+		}
 		if imgs := revisionImages(o.Data.Raw); imgs != "" {
-			if m.Annotations == nil {
-				m.Annotations = map[string]string{}
-			}
 			m.Annotations[annImages] = imgs
 		}
+		if u := lastWritten(o.ManagedFields); !u.IsZero() {
+			m.Annotations[annUpdated] = u.UTC().Format(time.RFC3339)
+		}
 		return &appsv1.ControllerRevision{ObjectMeta: m, Revision: o.Revision}, nil
+	case *autoscalingv2.HorizontalPodAutoscaler:
+		return &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: t.meta(o.ObjectMeta),
+			Spec: autoscalingv2.HorizontalPodAutoscalerSpec{ScaleTargetRef: o.Spec.ScaleTargetRef}}, nil
 	case *corev1.Service:
 		return &corev1.Service{ObjectMeta: t.meta(o.ObjectMeta), Spec: corev1.ServiceSpec{Selector: o.Spec.Selector}}, nil
 	case *corev1.Pod: // only the owner walk and the IP lookup read pods
@@ -139,6 +151,18 @@ func (t *transformer) meta(m metav1.ObjectMeta) metav1.ObjectMeta {
 		}
 	}
 	return out
+}
+
+// lastWritten is the newest time a manager wrote the object itself (not
+// its status).
+func lastWritten(fields []metav1.ManagedFieldsEntry) time.Time {
+	var t time.Time
+	for _, f := range fields {
+		if f.Subresource == "" && f.Time != nil && f.Time.After(t) {
+			t = f.Time.Time
+		}
+	}
+	return t
 }
 
 func controllerOnly(refs []metav1.OwnerReference) []metav1.OwnerReference {

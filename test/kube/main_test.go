@@ -41,14 +41,11 @@ func run(m *testing.M) (int, error) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" || os.Getenv("WHATCHANGED_KUBE_CONTROLLER_MANAGER") == "" {
 		return 1, fmt.Errorf("KUBEBUILDER_ASSETS and WHATCHANGED_KUBE_CONTROLLER_MANAGER are not set; run `make test`, which builds the control plane")
 	}
-	shared, err := sharedTestdata()
-	if err != nil {
-		return 1, err
-	}
+	// The upstream CRDs, copied with their provenance (test/testdata/README.md).
 	env = &envtest.Environment{
 		CRDInstallOptions: envtest.CRDInstallOptions{Paths: []string{
-			filepath.Join(shared, "argo-rollouts-rollout-crd.yaml"),
-			filepath.Join(shared, "argocd-application-crd.yaml"),
+			filepath.Join("..", "testdata", "argo-rollouts-rollout-crd.yaml"),
+			filepath.Join("..", "testdata", "argocd-application-crd.yaml"),
 		}, ErrorIfPathMissing: true},
 	}
 	if _, err := env.Start(); err != nil {
@@ -95,24 +92,6 @@ func run(m *testing.M) (int, error) {
 	}
 	defer func() { _ = cm.Process.Kill(); _ = cm.Wait(); logFile.Close() }()
 	return m.Run(), nil
-}
-
-// sharedTestdata finds ../shared/testdata beside the repository.
-func sharedTestdata() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for d := dir; d != filepath.Dir(d); d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			p := filepath.Join(d, "..", "shared", "testdata")
-			if _, err := os.Stat(p); err != nil {
-				return "", fmt.Errorf("upstream CRDs: %w (../shared/testdata must sit beside the repository)", err)
-			}
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("no go.mod above %s", dir)
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -38,6 +38,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: [services, pods]
   verbs: [get, list, watch]
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, list, watch]
 {{- if ne .Values.sources.kubernetes.rollouts "off" }}
 - apiGroups: [argoproj.io]
   resources: [rollouts]
