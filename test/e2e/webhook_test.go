@@ -116,7 +116,7 @@ func TestAlertmanagerNotificationArrivesEnriched(t *testing.T) {
 	got := s.capture.waitAccepted(t, 30*time.Second)
 	n := decodeNotification(t, got.body)
 	ann := n.Alerts[0].Annotations
-	if want := "deploy of shop/api api:1.8.4 (was api:1.8.3) by alice, 12m before the alert started [changes]"; ann["whatchanged_suspect"] != want {
+	if want := `deploy of shop/api api:1.8.4 (was api:1.8.3) by alice: "fix retry budget", 12m before the alert started [changes]`; ann["whatchanged_suspect"] != want {
 		t.Errorf("whatchanged_suspect = %q\nwant %q", ann["whatchanged_suspect"], want)
 	}
 	if !strings.Contains(ann["whatchanged_links"], "https://github.com/acme/api/compare/abc123...def456") {

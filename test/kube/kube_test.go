@@ -166,8 +166,8 @@ func TestDeploymentRolloutAndRollback(t *testing.T) {
 	if !hasStep(rep.Resolution, "owner walk: Pod "+podName+" → ReplicaSet web-") {
 		t.Errorf("resolution does not show the owner walk: %+v", rep.Resolution)
 	}
-	want := "rollout of shop/web acme/web:1.1 (was acme/web:1.0), 0s before the alert started (in progress) [kubernetes]"
-	if got := alert.Annotations["whatchanged_suspect"]; !strings.HasPrefix(got, "rollout of shop/web acme/web:1.1 (was acme/web:1.0)") || !strings.HasSuffix(got, "(in progress) [kubernetes]") {
+	want := "rollout of shop/web rev 2 acme/web:1.1 (was acme/web:1.0), 0s before the alert started (in progress) [kubernetes]"
+	if got := alert.Annotations["whatchanged_suspect"]; !strings.HasPrefix(got, "rollout of shop/web rev 2 acme/web:1.1 (was acme/web:1.0)") || !strings.HasSuffix(got, "(in progress) [kubernetes]") {
 		t.Errorf("whatchanged_suspect = %q, want like %q", got, want)
 	}
 
