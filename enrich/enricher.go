@@ -191,12 +191,12 @@ func (e *Enricher) Enrich(ctx context.Context, alerts []*Alert, skip func(*Alert
 		// One query per distinct subject, over the union of its alerts' windows.
 		key := rep.Subject.Key()
 		q, ok := queries[key]
-		since := rep.Window.Since.Add(-historyHorizon)
 		if !ok {
-			q = sources.Query{Subject: rep.Subject, Since: since, Until: rep.Window.Until, MaxLoose: maxCandidates}
+			q = sources.Query{Subject: rep.Subject, Since: rep.Window.Since, Until: rep.Window.Until, MaxLoose: maxCandidates,
+				History: rep.Window.Since.Add(-historyHorizon)}
 		}
-		if since.Before(q.Since) {
-			q.Since = since
+		if rep.Window.Since.Before(q.Since) {
+			q.Since, q.History = rep.Window.Since, rep.Window.Since.Add(-historyHorizon)
 		}
 		if rep.Window.Until.After(q.Until) {
 			q.Until = rep.Window.Until

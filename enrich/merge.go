@@ -46,13 +46,36 @@ var mutableTags = map[string]bool{
 type token struct {
 	value string
 	sha   bool
+	// component: a monorepo tag "api/v1.2.0" names version 1.2.0 of api
+	// only; image: the image a tag was read from. A component's version
+	// matches an image tag only when the image is named after it.
+	component, image string
 }
 
 func (a token) matches(b token) bool {
 	if a.sha && b.sha {
 		return strings.HasPrefix(a.value, b.value) || strings.HasPrefix(b.value, a.value)
 	}
-	return a.value == b.value
+	if a.value != b.value {
+		return false
+	}
+	switch {
+	case a.component != "" && b.component != "":
+		return a.component == b.component
+	case a.component != "" && b.image != "":
+		return strings.Contains(b.image, a.component)
+	case b.component != "" && a.image != "":
+		return strings.Contains(a.image, b.component)
+	}
+	return true
+}
+
+// key is the bucket a token is found in.
+func (a token) key() string {
+	if a.sha {
+		return "sha:" + a.value[:7]
+	}
+	return "v:" + a.value
 }
 
 // observation is a change as the merge sees it.
@@ -85,17 +108,17 @@ func tokensOf(c *sources.Change) []token {
 			}
 		}
 		if len(c.Images) == 0 {
-			for _, v := range strings.Split(c.Version, ", ") {
+			for v := range strings.SplitSeq(c.Version, ", ") {
 				_, img, _ := strings.Cut(v, "=") // "name=image" for several containers
 				out = append(out, imageTokens(cmp.Or(img, v))...)
 			}
 		}
 		return out
 	}
-	for _, r := range strings.Split(c.Revision, ",") {
+	for r := range strings.SplitSeq(c.Revision, ",") {
 		out = append(out, versionTokens(r)...)
 	}
-	for _, v := range strings.Split(c.Version, ",") {
+	for v := range strings.SplitSeq(c.Version, ",") {
 		out = append(out, versionTokens(v)...)
 	}
 	return out
@@ -110,7 +133,12 @@ func imageTokens(image string) []token {
 	if i < 0 || i < strings.LastIndexByte(image, '/') {
 		return nil
 	}
-	return versionTokens(image[i+1:])
+	name := strings.ToLower(image[strings.LastIndexByte(image[:i], '/')+1 : i])
+	out := versionTokens(image[i+1:])
+	for j := range out {
+		out[j].image = name
+	}
+	return out
 }
 
 // versionTokens names a version string: itself (without a leading v, or
@@ -121,8 +149,20 @@ func versionTokens(v string) []token {
 	if i := strings.LastIndexByte(v, '@'); i >= 0 {
 		v = v[i+1:]
 	}
-	if strings.Contains(v, "/") || strings.Contains(v, ":") {
+	if strings.Contains(v, ":") {
 		return imageTokens(v)
+	}
+	if i := strings.LastIndexByte(v, '/'); i >= 0 {
+		// A monorepo tag: "api/v1.2.0", "services/api/v1.2.0".
+		component := v[:i]
+		component = component[strings.LastIndexByte(component, '/')+1:]
+		out := versionTokens(v[i+1:])
+		for j := range out {
+			if !out[j].sha {
+				out[j].component = component
+			}
+		}
+		return out
 	}
 	if len(v) > 1 && v[0] == 'v' && v[1] >= '0' && v[1] <= '9' {
 		v = v[1:]
@@ -131,14 +171,14 @@ func versionTokens(v string) []token {
 		return nil
 	}
 	if isSHA(v) {
-		return []token{{v, true}}
+		return []token{{value: v, sha: true}}
 	}
-	out := []token{{v, false}}
+	out := []token{{value: v}}
 	for _, part := range strings.FieldsFunc(v, func(r rune) bool { return r == '-' || r == '_' || r == '+' }) {
 		// A tag part of 7+ hex with a letter is a commit; all digits is
 		// more likely a date or build number.
 		if part != v && isSHA(part) && strings.ContainsAny(part, "abcdef") {
-			out = append(out, token{part, true})
+			out = append(out, token{value: part, sha: true})
 		}
 	}
 	return out
@@ -214,30 +254,27 @@ type pair struct {
 // merge folds the observations of one deploy. Changes arrive related to
 // the alert's subject (Relation set) and leave merged, in no set order.
 func merge(changes []sources.Change) []sources.Change {
-	// The same observations in any order must merge the same way.
-	slices.SortFunc(changes, compareIdentity)
-	obs := make([]observation, len(changes))
-	for i := range changes {
-		c := &changes[i]
-		obs[i] = observation{ch: c, effect: isEffect(c), workload: workloadKey(c.Subject), tokens: tokensOf(c)}
+	obs := observe(changes, nil)
+	if len(candidatePairs(obs)) == 0 {
+		return changes // the common case: nothing to fold, nothing to copy
 	}
-	var pairs []pair
-	for i := range obs {
-		for j := i + 1; j < len(obs); j++ {
-			if p, ok := fold(&obs[i], &obs[j]); ok {
-				p.i, p.j = i, j
-				pairs = append(pairs, p)
-			}
-		}
+	// The same observations in any order must merge the same way: they
+	// are taken in an order of what they are (indices are sorted, not the
+	// large Change values).
+	order := make([]int, len(changes))
+	for i := range order {
+		order[i] = i
 	}
+	slices.SortFunc(order, func(a, b int) int { return compareIdentity(&changes[a], &changes[b]) })
+	obs = observe(changes, order)
+	pairs := candidatePairs(obs)
 	slices.SortStableFunc(pairs, func(a, b pair) int {
 		return cmp.Or(cmp.Compare(a.strength, b.strength), cmp.Compare(a.gap, b.gap))
 	})
-	group := make([]int, len(obs)) // group id per observation
-	members := make(map[int][]int, len(obs))
+	group := make([]int, len(obs))     // group of each observation
+	members := make([][]int, len(obs)) // observations of each group
 	for i := range obs {
-		group[i] = i
-		members[i] = []int{i}
+		group[i], members[i] = i, []int{i}
 	}
 	for _, p := range pairs {
 		gi, gj := group[p.i], group[p.j]
@@ -247,17 +284,74 @@ func merge(changes []sources.Change) []sources.Change {
 		for _, k := range members[gj] {
 			group[k] = gi
 		}
-		members[gi] = append(members[gi], members[gj]...)
-		delete(members, gj)
+		members[gi], members[gj] = append(members[gi], members[gj]...), nil
 	}
-	out := make([]sources.Change, 0, len(members))
-	for i := range obs {
-		if ms, ok := members[i]; ok {
+	out := make([]sources.Change, 0, len(obs))
+	for _, ms := range members {
+		if len(ms) > 0 {
 			slices.Sort(ms)
 			out = append(out, combine(obs, ms))
 		}
 	}
 	return out
+}
+
+// observe prepares the changes (in order, when given) for merging.
+func observe(changes []sources.Change, order []int) []observation {
+	obs := make([]observation, len(changes))
+	for i := range changes {
+		k := i
+		if order != nil {
+			k = order[i]
+		}
+		c := &changes[k]
+		obs[i] = observation{ch: c, effect: isEffect(c), workload: workloadKey(c.Subject), tokens: tokensOf(c)}
+	}
+	return obs
+}
+
+// candidatePairs are the pairs that may fold, found through shared token
+// buckets (a SHA by its first 7 characters) and each sync with each
+// rollout: merging runs on every alert, and most pairs share nothing.
+func candidatePairs(obs []observation) []pair {
+	var pairs []pair
+	tried := map[[2]int]bool{}
+	try := func(i, j int) {
+		if i > j {
+			i, j = j, i
+		}
+		if i == j || tried[[2]int{i, j}] {
+			return
+		}
+		tried[[2]int{i, j}] = true
+		if p, ok := fold(&obs[i], &obs[j]); ok {
+			p.i, p.j = i, j
+			pairs = append(pairs, p)
+		}
+	}
+	buckets := map[string][]int{}
+	var syncs, effects []int
+	for i, o := range obs {
+		for _, t := range o.tokens {
+			k := t.key()
+			for _, j := range buckets[k] {
+				try(j, i)
+			}
+			buckets[k] = append(buckets[k], i)
+		}
+		switch {
+		case o.effect:
+			effects = append(effects, i)
+		case o.ch.Kind == sources.KindSync:
+			syncs = append(syncs, i)
+		}
+	}
+	for _, s := range syncs {
+		for _, e := range effects {
+			try(s, e)
+		}
+	}
+	return pairs
 }
 
 // fold says whether two observations may be one deploy, and how strongly.
@@ -363,6 +457,16 @@ func combine(obs []observation, idx []int) sources.Change {
 			out.Version = c.Version // the release's tag is what people call it
 		}
 	}
+	// A person wrote the change; a bot's commit (an image bump in a
+	// GitOps repo) only carried it, so another cause's human author wins.
+	if isBot(out.Author) {
+		for _, c := range causes {
+			if c.Author != "" && !isBot(c.Author) {
+				out.Author = c.Author
+				break
+			}
+		}
+	}
 	for _, c := range causes {
 		fill(&out.Revision, c.Revision)
 		fill(&out.PreviousRevision, c.PreviousRevision)
@@ -418,6 +522,14 @@ func combine(obs []observation, idx []int) sources.Change {
 			out.Links = append(out.Links, sources.Link{Name: name, URL: url})
 		}
 	}
+	// The deploy started when its first deploying observation did: a
+	// release published earlier shipped nothing by itself.
+	deployed := false
+	for _, i := range idx {
+		if m := obs[i].ch; m.Kind != sources.KindRelease && (!deployed || m.StartedAt.Before(out.StartedAt)) {
+			out.StartedAt, deployed = m.StartedAt, true
+		}
+	}
 	srcs := map[string]bool{}
 	for _, i := range idx {
 		m := obs[i].ch
@@ -425,7 +537,7 @@ func combine(obs []observation, idx []int) sources.Change {
 		if relationWeight[m.Relation] > relationWeight[out.Relation] {
 			out.Relation = m.Relation
 		}
-		if m.StartedAt.Before(out.StartedAt) {
+		if !deployed && m.StartedAt.Before(out.StartedAt) {
 			out.StartedAt = m.StartedAt
 		}
 		if len(effects) == 0 || out.Status == "" || out.Status == sources.StatusUnknown {
@@ -450,10 +562,19 @@ func combine(obs []observation, idx []int) sources.Change {
 
 // compareIdentity orders observations by what they are, not by where
 // they came from in a source's answer.
-func compareIdentity(a, b sources.Change) int {
+func compareIdentity(a, b *sources.Change) int {
 	return cmp.Or(strings.Compare(a.Source, b.Source), strings.Compare(a.Kind, b.Kind), strings.Compare(a.ID, b.ID),
 		a.StartedAt.Compare(b.StartedAt), strings.Compare(a.Revision, b.Revision), strings.Compare(a.Version, b.Version),
-		strings.Compare(a.Subject.Key(), b.Subject.Key()))
+		strings.Compare(a.Subject.Namespace, b.Subject.Namespace), strings.Compare(a.Subject.Name, b.Subject.Name),
+		strings.Compare(a.Subject.Kind, b.Subject.Kind), strings.Compare(a.Subject.App, b.Subject.App),
+		strings.Compare(a.Subject.Repo, b.Subject.Repo))
+}
+
+// isBot: automation that commits or deploys for people.
+func isBot(name string) bool {
+	n := strings.ToLower(name)
+	return strings.HasSuffix(n, "[bot]") || strings.HasSuffix(n, "-bot") || strings.HasSuffix(n, " bot") || strings.HasPrefix(n, "bot-") ||
+		n == "bot" || strings.Contains(n, "image-updater") || n == "automated sync" || n == "github-actions" || n == "renovate" || n == "dependabot"
 }
 
 func fill(dst *string, v string) {

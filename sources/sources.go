@@ -60,6 +60,18 @@ type Query struct {
 	// first: a busy namespace has thousands and the pipeline ranks only the
 	// best. Changes related by workload, app or repo are always returned.
 	MaxLoose int
+	// History, when before Since, asks for the changes of the subject's
+	// own workload and app back to it, so the pipeline can tell their last
+	// deploy however old; changes related more loosely stay within Since.
+	History time.Time
+}
+
+// From is where changes of relation rel start to be wanted.
+func (q Query) From(rel Relation) time.Time {
+	if (rel == RelationWorkload || rel == RelationApp) && !q.History.IsZero() && q.History.Before(q.Since) {
+		return q.History
+	}
+	return q.Since
 }
 
 // ErrInvalidChange wraps validation failures of a pushed change.

@@ -382,20 +382,20 @@ func (s *Source) changesOf(ctx context.Context, a *application, q sources.Query)
 		if entry.DeployStartedAt != nil {
 			start = *entry.DeployStartedAt
 		}
-		if start.Before(q.Since) || start.After(q.Until) {
+		if start.Before(q.From(sources.RelationApp)) || start.After(q.Until) {
 			continue
 		}
 		revs, srcs := entry.revs(), entry.sources(a)
 		c := sources.Change{Source: s.name, Kind: sources.KindSync, ID: fmt.Sprintf("%s/%s/history/%d", a.Metadata.Namespace, a.Metadata.Name, entry.ID),
 			Subject: subject, Revision: strings.Join(revs, ","), StartedAt: start.UTC(), FinishedAt: entry.DeployedAt.UTC(),
 			Status: sources.StatusSucceeded, DeployedBy: initiator(entry.InitiatedBy), URL: link}
-		if len(srcs) > 0 {
-			c.Version = describeSource(srcs, revs)
-		}
 		var prev []string
 		if i > 0 {
 			prev = h[i-1].revs()
 			c.PreviousRevision = strings.Join(prev, ",")
+		}
+		if len(srcs) > 0 {
+			c.Version = describeSource(srcs, revs, prev)
 		}
 		// The git source whose revision moved carries the commit: its
 		// author, message and compare link. A Helm repository has none.
@@ -426,10 +426,41 @@ func (s *Source) changesOf(ctx context.Context, a *application, q sources.Query)
 				c.FinishedAt = op.FinishedAt.UTC()
 			}
 		}
+		var revs []string
 		if op.SyncResult != nil {
-			c.Revision = cmp.Or(strings.Join(op.SyncResult.Revisions, ","), op.SyncResult.Revision)
+			revs = op.SyncResult.Revisions
+			if len(revs) == 0 && op.SyncResult.Revision != "" {
+				revs = []string{op.SyncResult.Revision}
+			}
 		} else if op.Operation.Sync != nil {
-			c.Revision = cmp.Or(strings.Join(op.Operation.Sync.Revisions, ","), op.Operation.Sync.Revision)
+			revs = op.Operation.Sync.Revisions
+			if len(revs) == 0 && op.Operation.Sync.Revision != "" {
+				revs = []string{op.Operation.Sync.Revision}
+			}
+		}
+		c.Revision = strings.Join(revs, ",")
+		// The commit being synced says what changes; the operation's
+		// message says how the sync is going.
+		srcs := a.sources()
+		var last []string
+		if n := len(a.Status.History); n > 0 {
+			last = a.Status.History[n-1].revs()
+		}
+		if len(srcs) > 0 && len(revs) > 0 {
+			c.Version = describeSource(srcs, revs, last)
+		}
+		if idx := changedGitSource(srcs, revs, last); idx >= 0 {
+			if idx < len(last) && last[idx] != revs[idx] {
+				c.CompareURL = compareURL(srcs[idx].RepoURL, last[idx], revs[idx])
+			}
+			if md, ok := s.revisionMetadata(ctx, a, revs[idx], idx, len(srcs) > 1, true); ok {
+				c.Author = authorName(md.Author)
+				line, _, _ := strings.Cut(strings.TrimSpace(md.Message), "\n")
+				if c.Status == sources.StatusFailed && op.Message != "" {
+					line += " (sync failed: " + op.Message + ")"
+				}
+				c.Message = line
+			}
 		}
 		out = append(out, c)
 	}
@@ -652,26 +683,32 @@ func compareURL(repoURL, prev, cur string) string {
 	return ""
 }
 
-// describeSource is the version a sync shipped: a chart's version
-// ("orders@1.4.0") when the app deploys a chart from a Helm repository,
-// else the first source's path and short revision.
-func describeSource(srcs []applicationSource, revs []string) string {
-	for i, src := range srcs {
-		if !src.isGit() && i < len(revs) {
-			return src.Chart + "@" + revs[i]
+// describeSource is what a sync shipped, named by the source that moved
+// since the previous sync (the first source when none or all did): a
+// chart's version ("orders@1.4.0"), or a git path and short revision
+// ("deploy/prod@9f1c2e7"; "values@9f1c2e7" for a values-only source).
+func describeSource(srcs []applicationSource, revs, prev []string) string {
+	i := 0
+	for j := range srcs {
+		if j < len(revs) && j < len(prev) && revs[j] != prev[j] {
+			i = j
+			break
 		}
 	}
-	src, rev := srcs[0], ""
-	if len(revs) > 0 {
-		rev = revs[0]
-		if len(rev) == 40 {
-			rev = rev[:7]
-		}
+	if i >= len(revs) {
+		return ""
 	}
-	if src.Path == "" {
-		return rev
+	src, rev := srcs[i], revs[i]
+	if !src.isGit() {
+		return src.Chart + "@" + rev
 	}
-	return src.Path + "@" + rev
+	if len(rev) == 40 {
+		rev = rev[:7]
+	}
+	if what := cmp.Or(src.Path, src.Ref); what != "" {
+		return what + "@" + rev
+	}
+	return rev
 }
 
 func initiator(i initiatedBy) string {

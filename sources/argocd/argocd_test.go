@@ -59,6 +59,7 @@ var metadata = map[string]string{
 	"1111111aaaaaaabbbbbbbcccccccdddddddeeeee": `{"author":"Bob <bob@example.com>","date":"2026-11-21T07:20:00Z","message":"bump deps"}`,
 	"6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f": `{"author":"Bob <bob@example.com>","date":"2026-11-21T09:45:00Z","message":"raise ingress replicas"}`,
 	"5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e": `{"author":"Bob <bob@example.com>","date":"2026-11-21T08:45:00Z","message":"initial"}`,
+	"7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a": `{"author":"Carol <carol@example.com>","date":"2026-11-21T10:05:00Z","message":"add admission labels"}`,
 }
 
 func (f *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
@@ -202,7 +203,9 @@ func TestRESTMultiSourceAndFailedOperation(t *testing.T) {
 		sync8.Subject.App != "team-a_platform" {
 		t.Errorf("multi-source sync = %+v", sync8)
 	}
-	if failed.Status != sources.StatusFailed || failed.DeployedBy != "automated sync" || !strings.Contains(failed.Message, "admission webhook denied") ||
+	// The failed operation names the commit it tried and why it failed.
+	if failed.Status != sources.StatusFailed || failed.DeployedBy != "automated sync" || failed.Author != "Carol" ||
+		!strings.HasPrefix(failed.Message, "add admission labels (sync failed: ") || !strings.Contains(failed.Message, "admission webhook denied") ||
 		failed.Revision != "7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a,4.11.2" {
 		t.Errorf("failed operation = %+v", failed)
 	}

@@ -191,7 +191,7 @@ func (s *Source) byID(ctx context.Context, id string) (sources.Change, error) {
 }
 
 // Changes returns the recorded changes related to q.Subject that started
-// in [q.Since, q.Until].
+// in [q.Since, q.Until] (the subject's own back to q.History).
 func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -201,13 +201,15 @@ func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	lo, hi := s.window(q.Since, q.Until)
+	lo, hi := s.window(q.From(sources.RelationWorkload), q.Until)
 	var out []sources.Change
 	loose := 0
 	for i := hi - 1; i >= lo; i-- { // newest first, so MaxLoose keeps the newest
-		switch sources.Relate(q.Subject, s.index[i].Subject) {
-		case sources.RelationNone:
+		rel := sources.Relate(q.Subject, s.index[i].Subject)
+		if rel == sources.RelationNone || s.index[i].StartedAt.Before(q.From(rel)) {
 			continue
+		}
+		switch rel {
 		case sources.RelationNamespace:
 			if q.MaxLoose > 0 && loose >= q.MaxLoose {
 				continue

@@ -268,9 +268,18 @@ func (s *Source) read(ctx context.Context, repo string) ([]sources.Change, error
 		rel = append(rel, c)
 	}
 	sort.Slice(rel, func(i, j int) bool { return rel[i].StartedAt.After(rel[j].StartedAt) })
-	if len(rel) > 1 {
-		rel[0].PreviousVersion = rel[1].Version
-		s.attachCompare(ctx, repo, &rel[0], rel[1].Version, rel[0].Version)
+	// The previous release of the same component: a monorepo tags
+	// "api/v1.2.0" and "web/v3.4.0" side by side.
+	for i := range rel {
+		for j := i + 1; j < len(rel); j++ {
+			if tagComponent(rel[j].Version) == tagComponent(rel[i].Version) {
+				rel[i].PreviousVersion = rel[j].Version
+				break
+			}
+		}
+	}
+	if len(rel) > 0 && rel[0].PreviousVersion != "" {
+		s.attachCompare(ctx, repo, &rel[0], rel[0].PreviousVersion, rel[0].Version)
 	}
 	out = append(out, rel...)
 
@@ -418,6 +427,14 @@ func deploymentStatus(state string) string {
 		return sources.StatusInProgress
 	}
 	return sources.StatusUnknown
+}
+
+// tagComponent is a monorepo tag's component: "api" of "api/v1.2.0".
+func tagComponent(tag string) string {
+	if i := strings.LastIndexByte(tag, '/'); i >= 0 {
+		return tag[:i]
+	}
+	return ""
 }
 
 func isHex(s string) bool {

@@ -33,9 +33,10 @@ func TestAlertShowsReleaseWithCompareAndAuthors(t *testing.T) {
 	sum := a.Annotations["whatchanged_summary"]
 	// The release v1.8.4 and the deployment of ref v1.8.4 are one deploy:
 	// merged, named after the deployment (its commit, the head commit's
-	// author, its deployer and failed status) and the release's tag.
+	// author, its deployer and failed status) and the release's tag, and
+	// timed by the deployment (15m), not the release's publishing (20m).
 	if !strings.HasPrefix(sum, "github deployment of acme/api 9f1c2e7 (v1.8.4) by Alice (deployed by deploy-bot)") ||
-		!strings.Contains(sum, "20m before the alert started (failed)") || strings.Count(sum, "\n") != 0 {
+		!strings.Contains(sum, "15m before the alert started (failed)") || strings.Count(sum, "\n") != 0 {
 		t.Errorf("summary:\n%s", sum)
 	}
 	var changes []sources.Change

@@ -143,7 +143,10 @@ func BenchmarkLargeCluster(b *testing.B) {
 			labels := map[string]string{"namespace": "ns-7", "pod": "svc-4057-0000000a-04057"}
 			for b.Loop() {
 				subj, _ := s.ResolveSubject(labels, sources.Subject{Namespace: "ns-7"})
-				chs, err := s.Changes(ctx, sources.Query{Subject: subj, Since: now.Add(-60 * 24 * time.Hour), Until: now})
+				// The pipeline's query: a day's look-back for the namespace,
+				// the workload's own history further back.
+				chs, err := s.Changes(ctx, sources.Query{Subject: subj, Since: now.Add(-24 * time.Hour), Until: now,
+					History: now.Add(-60 * 24 * time.Hour), MaxLoose: 30})
 				if err != nil || len(chs) != 10 || subj.Name != "svc-4057" {
 					b.Fatalf("resolved %+v, %d changes, err %v", subj, len(chs), err)
 				}

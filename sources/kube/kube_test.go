@@ -59,7 +59,7 @@ func newReplicaSet(owner *appsv1.Deployment, name string, rev string, created ti
 	return rs
 }
 
-func pod(ns, name string, ownerKind, ownerName string, ownerUID types.UID) *corev1.Pod {
+func newPod(ns, name string, ownerKind, ownerName string, ownerUID types.UID) *corev1.Pod {
 	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: map[string]string{"dropped": "yes"}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "dropped:1"}}}}
 	if ownerKind != "" {
@@ -109,9 +109,9 @@ func shopCluster() ([]runtime.Object, []runtime.Object) {
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "api-svc"}, Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "api"}}},
 	}
 	pods := []runtime.Object{
-		pod("shop", "api-7d9f8b6c4-x2x9z", "ReplicaSet", "api-7d9f8b6c4", "uid-api-7d9f8b6c4"),
-		pod("shop", "orphan-5c6d7f8b9-abcde", "ReplicaSet", "orphan-5c6d7f8b9", "uid-orphan"),
-		pod("shop", "standalone", "", "", ""),
+		newPod("shop", "api-7d9f8b6c4-x2x9z", "ReplicaSet", "api-7d9f8b6c4", "uid-api-7d9f8b6c4"),
+		newPod("shop", "orphan-5c6d7f8b9-abcde", "ReplicaSet", "orphan-5c6d7f8b9", "uid-orphan"),
+		newPod("shop", "standalone", "", "", ""),
 	}
 	return objs, pods
 }
@@ -122,12 +122,32 @@ func TestDeploymentHistory(t *testing.T) {
 	objs, pods := shopCluster()
 	s := newFake(t, Config{}, pods, objs...)
 	since, until := window()
-	got, err := s.Changes(context.Background(), sources.Query{Subject: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "api"}, Since: since, Until: until})
+	all, err := s.Changes(context.Background(), sources.Query{Subject: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "api"}, Since: since, Until: until})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// api's own revisions, and the namespace's other workloads revised in
+	// the window (web and worker, the orphan has no workload).
+	var got []sources.Change
+	neighbours := map[string]bool{}
+	for _, c := range all {
+		if c.Subject.Name == "api" {
+			got = append(got, c)
+		} else {
+			neighbours[c.Subject.Name] = true
+		}
+	}
 	if len(got) != 2 { // revision 1 is older than the window
 		t.Fatalf("got %d changes, want revisions 2 and 4: %+v", len(got), got)
+	}
+	if len(neighbours) != 2 || !neighbours["web"] || !neighbours["worker"] {
+		t.Errorf("namespace neighbours %v, want web and worker", neighbours)
+	}
+	// With History, the workload's own older revision is returned too.
+	hist, _ := s.Changes(context.Background(), sources.Query{Subject: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "api"},
+		Since: since, Until: until, History: t0.Add(-72 * time.Hour)})
+	if n := len(hist) - len(all); n != 1 {
+		t.Errorf("history added %d changes, want revision 1", n)
 	}
 	r4 := got[1]
 	if r4.Revision != "4" || r4.PreviousRevision != "2" {
@@ -162,7 +182,7 @@ func TestTransformsStripWhatIsNotRead(t *testing.T) {
 		t.Errorf("deployment lost what is read: %+v", d)
 	}
 	p, _, _ := s.scopes[0].pods.GetIndexer().GetByKey("shop/api-7d9f8b6c4-x2x9z")
-	if pm := p.(*metav1.PartialObjectMetadata); pm.Annotations != nil || len(pm.OwnerReferences) != 1 {
+	if pm := p.(*pod); pm.Annotations != nil || len(pm.OwnerReferences) != 1 {
 		t.Errorf("pod metadata not stripped: %+v", pm)
 	}
 }
@@ -224,9 +244,11 @@ func TestAppSharedByTwoDeploymentsGivesBoth(t *testing.T) {
 	}
 	names := map[string]bool{}
 	for _, c := range got {
-		names[c.Subject.Name] = true
+		if c.Subject.HasApp("shop") {
+			names[c.Subject.Name] = true
+		}
 	}
-	if len(got) != 2 || !names["web"] || !names["worker"] {
+	if len(names) != 2 || !names["web"] || !names["worker"] {
 		t.Errorf("got %+v, want the rollouts of web and worker", got)
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -265,7 +264,17 @@ const (
 	byOwner = "owner" // controller owner UID
 	byApp   = "app"   // "<ns>/<app>" for each app name a workload carries
 	byIP    = "ip"    // a pod's IP
+	byDay   = "day"   // "<ns>@<creation day>" of a ReplicaSet or ControllerRevision
 )
+
+// dayKey buckets revisions by namespace and the UTC day they were created,
+// so the namespace's recent revisions are found without scanning them all.
+func dayKey(ns string, t time.Time) string { return ns + "@" + t.UTC().Format(time.DateOnly) }
+
+// recentDays: only revisions created this recently are in the day index
+// (most of a cluster's ReplicaSets are old history); a window reaching
+// further back scans the namespace.
+const recentDays = 8
 
 func (s *Source) index(sc *scope) error {
 	owner := cache.Indexers{byOwner: func(obj any) ([]string, error) {
@@ -296,13 +305,25 @@ func (s *Source) index(sc *scope) error {
 			return err
 		}
 	}
-	if err := sc.pods.AddIndexers(cache.Indexers{byIP: func(obj any) ([]string, error) {
+	day := cache.Indexers{byDay: func(obj any) ([]string, error) {
 		m, err := metaOf(obj)
 		if err != nil {
 			return nil, nil
 		}
-		if ips := m.GetAnnotations()[annPodIPs]; ips != "" {
-			return strings.Split(ips, ","), nil
+		created := m.GetCreationTimestamp().Time
+		if created.Before(s.now().Add(-recentDays * 24 * time.Hour)) {
+			return nil, nil
+		}
+		return []string{dayKey(m.GetNamespace(), created)}, nil
+	}}
+	for _, inf := range []cache.SharedIndexInformer{sc.replicaSets, sc.revisions} {
+		if err := inf.AddIndexers(day); err != nil {
+			return err
+		}
+	}
+	if err := sc.pods.AddIndexers(cache.Indexers{byIP: func(obj any) ([]string, error) {
+		if p, ok := obj.(*pod); ok {
+			return p.IPs, nil
 		}
 		return nil, nil
 	}}); err != nil {
@@ -384,34 +405,50 @@ func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change
 	subj := q.Subject
 	seen := map[string]bool{}
 	var out []sources.Change
+	// The subject's own workload and app: back to q.History, for the
+	// last deploy however old.
 	add := func(ws []workload) {
 		for _, w := range ws {
 			if key := w.key(); !seen[key] {
 				seen[key] = true
-				out = append(out, s.history(w, q.Since, q.Until)...)
+				out = append(out, s.history(w, q.From(sources.RelationWorkload), q.Until)...)
 			}
 		}
 	}
-	// A subject whose workload the cluster does not have (a CronJob, a
-	// Job, a name that matched nothing) still gets its namespace's changes.
-	loose := subj.Namespace != "" && subj.App == ""
+	known := false
 	if subj.Name != "" {
 		ws := s.findWorkloads(subj.Namespace, subj.Kind, subj.Name)
-		loose = loose && len(ws) == 0
+		known = len(ws) > 0
 		add(ws)
 	}
 	for _, app := range append([]string{subj.App}, subj.Apps...) {
 		if app != "" {
-			add(s.workloadsOfApp(subj.Namespace, app))
+			ws := s.workloadsOfApp(subj.Namespace, app)
+			known = known || len(ws) > 0
+			add(ws)
 		}
 	}
-	if loose {
+	// The rest of the namespace, newest first and bounded: every
+	// workload when the subject names none the cluster has (a CronJob, an
+	// unknown shape), else only those with a revision created in the
+	// window (found through the namespace index, without walking every
+	// workload's history).
+	if subj.Namespace != "" {
+		var ws []workload
+		if known {
+			ws = s.recentlyRevised(subj.Namespace, q.Since, q.Until)
+		} else {
+			ws = s.workloadsIn(subj.Namespace)
+		}
 		var loose []sources.Change
-		for _, w := range s.workloadsIn(subj.Namespace) {
+		for _, w := range ws {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			loose = append(loose, s.history(w, q.Since, q.Until)...)
+			if !seen[w.key()] {
+				seen[w.key()] = true
+				loose = append(loose, s.history(w, q.Since, q.Until)...)
+			}
 		}
 		out = append(out, newest(loose, q.MaxLoose)...)
 	}

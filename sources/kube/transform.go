@@ -25,9 +25,6 @@ const (
 	// annImages is written by the transform: the images of a
 	// ControllerRevision's template, so its raw data need not be kept.
 	annImages = "whatchanged.dev/images"
-	// annPodIPs is written by the transform: a pod's IPs, comma-separated,
-	// so the cached pod can stay metadata only.
-	annPodIPs = "whatchanged.dev/pod-ips"
 	// annUpdated is written by the transform: when a ControllerRevision
 	// was last written (its managedFields). A rollback renumbers an old
 	// revision, and this is when.
@@ -99,19 +96,16 @@ func (t *transformer) transform(obj any) (any, error) {
 	case *corev1.Service:
 		return &corev1.Service{ObjectMeta: t.meta(o.ObjectMeta), Spec: corev1.ServiceSpec{Selector: o.Spec.Selector}}, nil
 	case *corev1.Pod: // only the owner walk and the IP lookup read pods
-		m := metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion,
-			OwnerReferences: controllerOnly(o.OwnerReferences)}
-		var ips []string
+		p := &pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}, ObjectMeta: metav1.ObjectMeta{
+			Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion,
+			OwnerReferences: controllerOnly(o.OwnerReferences)}}
 		for _, ip := range o.Status.PodIPs {
-			ips = append(ips, ip.IP)
+			p.IPs = append(p.IPs, ip.IP)
 		}
-		if len(ips) == 0 && o.Status.PodIP != "" {
-			ips = []string{o.Status.PodIP}
+		if len(p.IPs) == 0 && o.Status.PodIP != "" {
+			p.IPs = []string{o.Status.PodIP}
 		}
-		if len(ips) > 0 {
-			m.Annotations = map[string]string{annPodIPs: strings.Join(ips, ",")}
-		}
-		return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}, ObjectMeta: m}, nil
+		return p, nil
 	case *unstructured.Unstructured: // Argo Rollouts
 		return t.rollout(o), nil
 	case cache.DeletedFinalStateUnknown:
@@ -127,6 +121,21 @@ type replicaSet struct {
 	metav1.TypeMeta
 	metav1.ObjectMeta
 	Containers []container
+}
+
+// pod is what the cache keeps of a Pod: its owner and its IPs (scrape
+// targets name a pod by address).
+type pod struct {
+	metav1.TypeMeta
+	metav1.ObjectMeta
+	IPs []string
+}
+
+func (p *pod) DeepCopyObject() runtime.Object {
+	c := *p
+	c.ObjectMeta = *p.ObjectMeta.DeepCopy()
+	c.IPs = slices.Clone(p.IPs)
+	return &c
 }
 
 func (r *replicaSet) DeepCopyObject() runtime.Object {

@@ -3,6 +3,7 @@ package kube
 import (
 	"sort"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -82,6 +83,46 @@ func (s *Source) workloadsIn(ns string) []workload {
 		objs, _ := idx.ByIndex(cache.NamespaceIndex, ns)
 		return objs
 	})
+}
+
+// recentlyRevised lists the workloads of a namespace that got a new
+// ReplicaSet or ControllerRevision in [since, until].
+func (s *Source) recentlyRevised(ns string, since, until time.Time) []workload {
+	var out []workload
+	seen := map[string]bool{}
+	var days []string
+	scan := since.Before(s.now().Add(-(recentDays - 1) * 24 * time.Hour)) // older than the day index holds
+	for d := since.UTC().Truncate(24 * time.Hour); !scan && !d.After(until); d = d.Add(24 * time.Hour) {
+		days = append(days, dayKey(ns, d))
+	}
+	for _, sc := range s.scopesFor(ns) {
+		for _, inf := range []cache.SharedIndexInformer{sc.replicaSets, sc.revisions} {
+			var objs []any
+			if scan {
+				objs, _ = inf.GetIndexer().ByIndex(cache.NamespaceIndex, ns)
+			}
+			for _, k := range days {
+				more, _ := inf.GetIndexer().ByIndex(byDay, k)
+				objs = append(objs, more...)
+			}
+			for _, obj := range objs {
+				m, err := metaOf(obj)
+				if err != nil {
+					continue
+				}
+				created := m.GetCreationTimestamp().Time
+				ref := controllerRef(m)
+				if ref == nil || created.Before(since) || created.After(until) {
+					continue
+				}
+				if key := ref.Kind + "/" + ns + "/" + ref.Name; !seen[key] {
+					seen[key] = true
+					out = append(out, s.findWorkloads(ns, ref.Kind, ref.Name)...)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // findWorkloads finds a workload by namespace and name, of the given kind or,
