@@ -51,7 +51,7 @@ func (s *staticSource) Changes(ctx context.Context, q sources.Query) ([]sources.
 	}
 	var out []sources.Change
 	for _, c := range s.changes {
-		if sources.Relate(q.Subject, c.Subject) != sources.RelationNone && !c.StartedAt.Before(q.Since) && !c.StartedAt.After(q.Until) {
+		if rel := sources.Relate(q.Subject, c.Subject); rel != sources.RelationNone && !c.StartedAt.Before(q.From(rel)) && !c.StartedAt.After(q.Until) {
 			out = append(out, c)
 		}
 	}

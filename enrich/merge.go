@@ -146,14 +146,22 @@ func imageTokens(image string) []token {
 // part ("1.4.0-5f2c1e9").
 func versionTokens(v string) []token {
 	v = strings.ToLower(strings.TrimSpace(v))
+	if i := strings.Index(v, "@sha256:"); i >= 0 {
+		v = v[:i] // a digest names content, not a revision people know
+	}
 	if i := strings.LastIndexByte(v, '@'); i >= 0 {
-		v = v[i+1:]
+		v = v[i+1:] // "chart@1.4.0", "deploy/prod@9f1c2e7"
 	}
 	if strings.Contains(v, ":") {
 		return imageTokens(v)
 	}
 	if i := strings.LastIndexByte(v, '/'); i >= 0 {
-		// A monorepo tag: "api/v1.2.0", "services/api/v1.2.0".
+		// A monorepo tag: "api/v1.2.0", "services/api/v1.2.0"; anything
+		// else with a slash (an untagged image) names no revision.
+		last := strings.TrimPrefix(v[i+1:], "v")
+		if last == "" || last[0] < '0' || last[0] > '9' {
+			return nil
+		}
 		component := v[:i]
 		component = component[strings.LastIndexByte(component, '/')+1:]
 		out := versionTokens(v[i+1:])
