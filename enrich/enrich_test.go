@@ -201,19 +201,29 @@ func TestMergeKeepsDistinctDeploys(t *testing.T) {
 			rollout(api, "2", "ghcr.io/acme/api:1.4.0", t0.Add(3*time.Minute)), true},
 		{"release of another repo with the same tag", sources.Change{Source: "github", Kind: "release", Subject: sources.Subject{Repo: "github.com/acme/web"}, Version: "v1.4.0", StartedAt: t0},
 			rollout(api, "2", "ghcr.io/acme/api:1.4.0", t0.Add(3*time.Minute)), false},
-		{"rollout hours after the release", sources.Change{Source: "github", Kind: "release", Subject: sources.Subject{Repo: "github.com/acme/api"}, Version: "v1.4.0", StartedAt: t0},
-			rollout(api, "2", "ghcr.io/acme/api:1.4.0", t0.Add(3*time.Hour)), false},
+		{"first rollout hours after the release (a staging soak)", sources.Change{Source: "github", Kind: "release", Subject: sources.Subject{Repo: "github.com/acme/api"}, Version: "v1.4.0", StartedAt: t0},
+			rollout(api, "2", "ghcr.io/acme/api:1.4.0", t0.Add(3*time.Hour)), true},
+		{"rollout days after the release", sources.Change{Source: "github", Kind: "release", Subject: sources.Subject{Repo: "github.com/acme/api"}, Version: "v1.4.0", StartedAt: t0},
+			rollout(api, "2", "ghcr.io/acme/api:1.4.0", t0.Add(30*time.Hour)), false},
+		{"a CI deploy's window holds a config-only rollout", sources.Change{Source: "changes", Kind: "deploy", Subject: api, Revision: "77aa00b", StartedAt: t0, FinishedAt: t0.Add(4 * time.Minute)},
+			sources.Change{Source: "kubernetes", Kind: "rollout", Subject: api, Revision: "9", StartedAt: t0.Add(2 * time.Minute)}, true},
+		{"an unfinished CI deploy has no window", sources.Change{Source: "changes", Kind: "deploy", Subject: api, Revision: "77aa00b", StartedAt: t0},
+			sources.Change{Source: "kubernetes", Kind: "rollout", Subject: api, Revision: "9", StartedAt: t0.Add(2 * time.Minute)}, false},
 		{"rollout long before the CI event", sources.Change{Source: "changes", Kind: "deploy", Subject: api, Revision: "5f2c1e9", StartedAt: t0.Add(20 * time.Minute)},
 			rollout(api, "2", "ghcr.io/acme/api:5f2c1e9", t0), false},
 		{"latest is no revision", sources.Change{Source: "changes", Kind: "deploy", Subject: api, Version: "latest", StartedAt: t0},
 			rollout(api, "2", "ghcr.io/acme/api:latest", t0.Add(time.Minute)), false},
 		{"two workloads sharing an image", rollout(api, "2", "ghcr.io/acme/base:7", t0), rollout(worker, "5", "ghcr.io/acme/base:7", t0), false},
+		{"a staging deployment of the commit production runs", sources.Change{Source: "github", Kind: "deployment", Subject: sources.Subject{Repo: "github.com/acme/api"}, Revision: "5f2c1e9d0c", Environment: "staging", StartedAt: t0},
+			rollout(api, "2", "ghcr.io/acme/api:5f2c1e9", t0.Add(3*time.Minute)), false},
+		{"a production deployment", sources.Change{Source: "github", Kind: "deployment", Subject: sources.Subject{Repo: "github.com/acme/api"}, Revision: "5f2c1e9d0c", Environment: "production", StartedAt: t0},
+			rollout(api, "2", "ghcr.io/acme/api:5f2c1e9", t0.Add(3*time.Minute)), true},
 		{"same source same workload without a window", sources.Change{Source: "c", Subject: api, StartedAt: t0},
 			sources.Change{Source: "c", Subject: api, StartedAt: t0.Add(time.Minute)}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := merge([]sources.Change{tt.a, tt.b})
+			got := merge([]sources.Change{tt.a, tt.b}, "")
 			if (len(got) == 1) != tt.same {
 				t.Fatalf("merge gave %d changes, want same=%v", len(got), tt.same)
 			}
@@ -235,7 +245,7 @@ func TestMergeFoldsOneRolloutPerWorkload(t *testing.T) {
 	apiRollout := rollout(api, "2", "ghcr.io/acme/api:5f2c1e9", t0.Add(time.Minute))
 	apiRollout.Relation = sources.RelationWorkload
 	got := merge([]sources.Change{ci, apiRollout,
-		rollout(api, "3", "ghcr.io/acme/api:77aa00b", t0.Add(2*time.Minute)), rollout(worker, "4", "ghcr.io/acme/worker:5f2c1e9", t0.Add(time.Minute))})
+		rollout(api, "3", "ghcr.io/acme/api:77aa00b", t0.Add(2*time.Minute)), rollout(worker, "4", "ghcr.io/acme/worker:5f2c1e9", t0.Add(time.Minute))}, "")
 	if len(got) != 2 {
 		t.Fatalf("got %d changes, want the deploy and api rev 3: %+v", len(got), got)
 	}
@@ -248,6 +258,23 @@ func TestMergeFoldsOneRolloutPerWorkload(t *testing.T) {
 	if merged == nil || len(merged.Rollouts) != 2 || merged.Rollouts[0].Name != "api" || merged.Rollouts[0].Revision != "2" ||
 		merged.Rollouts[1].Name != "worker" || merged.Author != "alice" || merged.Subject.Name != "api" {
 		t.Fatalf("merged = %+v", merged)
+	}
+}
+
+// A redeploy of a released version hours later is its own deploy: the
+// release belongs to the first rollout of its tag.
+func TestARedeployDoesNotTakeTheRelease(t *testing.T) {
+	rel := sources.Change{Source: "github", Kind: "release", ID: "rel", Subject: sources.Subject{Repo: "github.com/acme/api"}, Version: "v1.4.0", StartedAt: t0}
+	first := rollout(api, "2", "ghcr.io/acme/api:1.4.0", t0.Add(2*time.Minute))
+	again := rollout(api, "3", "ghcr.io/acme/api:1.4.0", t0.Add(3*time.Hour))
+	got := merge([]sources.Change{again, rel, first}, "")
+	if len(got) != 2 {
+		t.Fatalf("got %d changes, want the release with rev 2, and rev 3: %+v", len(got), got)
+	}
+	for _, c := range got {
+		if c.ID == "rel" && (len(c.Rollouts) != 1 || c.Rollouts[0].Revision != "2") {
+			t.Errorf("the release took %+v, want rev 2", c.Rollouts)
+		}
 	}
 }
 

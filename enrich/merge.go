@@ -2,6 +2,7 @@ package enrich
 
 import (
 	"cmp"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -33,6 +34,11 @@ const mergeWindow = 30 * time.Minute
 // effectLead: a cause may be recorded this long after its rollout began
 // (CI publishes the release or event once the rollout is under way).
 const effectLead = 5 * time.Minute
+
+// releaseLead: a release may be published this long before its first
+// rollout (a staging soak). A redeploy of the same version later is not
+// folded: the release is already taken by its first rollout.
+const releaseLead = 24 * time.Hour
 
 // mutableTags name a moving target, never one revision.
 var mutableTags = map[string]bool{
@@ -84,6 +90,32 @@ type observation struct {
 	effect   bool // a rollout of one workload
 	workload string
 	tokens   []token
+	// elsewhere: a deploy to another stage than the alert's (a staging
+	// deployment of the commit production runs): listed, never folded.
+	elsewhere bool
+}
+
+// nonProduction matches the names teams give pre-production stages.
+var nonProduction = regexp.MustCompile(`(^|[^a-z])(stag(e|ing)?|stg|dev|develop(ment)?|test(ing)?|qa|uat|preview|sandbox|review)([^a-z0-9]|$)`)
+
+// stageOf is what the alert's labels say about its stage: "staging" when
+// any of its environment, cluster or namespace labels names a
+// pre-production stage, else "".
+func stageOf(labels map[string]string) string {
+	for _, l := range []string{"env", "environment", "stage", "cluster", "namespace", "tier"} {
+		if nonProduction.MatchString(strings.ToLower(labels[l])) {
+			return "staging"
+		}
+	}
+	return ""
+}
+
+// elsewhere: an environment of another stage than the alert's.
+func elsewhere(env, stage string) bool {
+	if env == "" {
+		return false
+	}
+	return nonProduction.MatchString(strings.ToLower(env)) != (stage != "")
 }
 
 func isEffect(c *sources.Change) bool {
@@ -261,8 +293,8 @@ type pair struct {
 
 // merge folds the observations of one deploy. Changes arrive related to
 // the alert's subject (Relation set) and leave merged, in no set order.
-func merge(changes []sources.Change) []sources.Change {
-	obs := observe(changes, nil)
+func merge(changes []sources.Change, stage string) []sources.Change {
+	obs := observe(changes, nil, stage)
 	if len(candidatePairs(obs)) == 0 {
 		return changes // the common case: nothing to fold, nothing to copy
 	}
@@ -274,7 +306,7 @@ func merge(changes []sources.Change) []sources.Change {
 		order[i] = i
 	}
 	slices.SortFunc(order, func(a, b int) int { return compareIdentity(&changes[a], &changes[b]) })
-	obs = observe(changes, order)
+	obs = observe(changes, order, stage)
 	pairs := candidatePairs(obs)
 	slices.SortStableFunc(pairs, func(a, b pair) int {
 		return cmp.Or(cmp.Compare(a.strength, b.strength), cmp.Compare(a.gap, b.gap))
@@ -305,7 +337,7 @@ func merge(changes []sources.Change) []sources.Change {
 }
 
 // observe prepares the changes (in order, when given) for merging.
-func observe(changes []sources.Change, order []int) []observation {
+func observe(changes []sources.Change, order []int, stage string) []observation {
 	obs := make([]observation, len(changes))
 	for i := range changes {
 		k := i
@@ -313,13 +345,15 @@ func observe(changes []sources.Change, order []int) []observation {
 			k = order[i]
 		}
 		c := &changes[k]
-		obs[i] = observation{ch: c, effect: isEffect(c), workload: workloadKey(c.Subject), tokens: tokensOf(c)}
+		obs[i] = observation{ch: c, effect: isEffect(c), workload: workloadKey(c.Subject), tokens: tokensOf(c),
+			elsewhere: elsewhere(c.Environment, stage)}
 	}
 	return obs
 }
 
 // candidatePairs are the pairs that may fold, found through shared token
-// buckets (a SHA by its first 7 characters) and each sync with each
+// buckets (a SHA by its first 7 characters) and each deploy with a
+// start–finish window (sync, CI deploy, GitHub deployment) with each
 // rollout: merging runs on every alert, and most pairs share nothing.
 func candidatePairs(obs []observation) []pair {
 	var pairs []pair
@@ -338,7 +372,7 @@ func candidatePairs(obs []observation) []pair {
 		}
 	}
 	buckets := map[string][]int{}
-	var syncs, effects []int
+	var windowed, effects []int
 	for i, o := range obs {
 		for _, t := range o.tokens {
 			k := t.key()
@@ -350,11 +384,11 @@ func candidatePairs(obs []observation) []pair {
 		switch {
 		case o.effect:
 			effects = append(effects, i)
-		case o.ch.Kind == sources.KindSync:
-			syncs = append(syncs, i)
+		case o.ch.Kind == sources.KindSync || o.ch.Kind == sources.KindDeploy || o.ch.Kind == sources.KindDeployment:
+			windowed = append(windowed, i)
 		}
 	}
-	for _, s := range syncs {
+	for _, s := range windowed {
 		for _, e := range effects {
 			try(s, e)
 		}
@@ -364,8 +398,8 @@ func candidatePairs(obs []observation) []pair {
 
 // fold says whether two observations may be one deploy, and how strongly.
 func fold(a, b *observation) (pair, bool) {
-	if a.effect && b.effect {
-		return pair{}, false // rollouts join only through their cause
+	if (a.effect && b.effect) || a.elsewhere || b.elsewhere {
+		return pair{}, false // rollouts join only through their cause; another stage's deploy is another deploy
 	}
 	cause, effect := a, b
 	if a.effect {
@@ -387,14 +421,30 @@ func fold(a, b *observation) (pair, bool) {
 		return pair{}, false
 	}
 	lead := effect.ch.StartedAt.Sub(cause.ch.StartedAt) // how long after the cause the rollout began
-	if shared, _ := sameRevision(cause, effect); shared && lead >= -effectLead && lead <= mergeWindow {
+	maxLead := mergeWindow
+	if cause.ch.Kind == sources.KindRelease {
+		maxLead = releaseLead
+	}
+	if shared, _ := sameRevision(cause, effect); shared && lead >= -effectLead && lead <= maxLead {
 		return pair{gap: absDuration(lead)}, true
 	}
-	// A sync's start–finish window holds the rollouts it caused.
+	// A deploy's start–finish window holds the rollouts it caused, even
+	// one that shipped no new image (values, config): an Argo CD sync of
+	// the workload's app, a CI deploy or GitHub deployment that finished.
 	c := cause.ch
-	if c.Kind == sources.KindSync && c.Subject.App != "" && effect.ch.Subject.HasApp(c.Subject.App) && lead >= -effectLead &&
-		((!c.FinishedAt.IsZero() && !effect.ch.StartedAt.After(c.FinishedAt.Add(effectLead))) || (c.FinishedAt.IsZero() && lead <= mergeWindow)) {
-		return pair{strength: 1, gap: absDuration(lead)}, true
+	if lead < -effectLead {
+		return pair{}, false
+	}
+	switch c.Kind {
+	case sources.KindSync:
+		if c.Subject.App != "" && effect.ch.Subject.HasApp(c.Subject.App) &&
+			((!c.FinishedAt.IsZero() && !effect.ch.StartedAt.After(c.FinishedAt.Add(effectLead))) || (c.FinishedAt.IsZero() && lead <= mergeWindow)) {
+			return pair{strength: 1, gap: absDuration(lead)}, true
+		}
+	case sources.KindDeploy, sources.KindDeployment:
+		if !c.FinishedAt.IsZero() && lead <= mergeWindow && !effect.ch.StartedAt.After(c.FinishedAt.Add(effectLead)) {
+			return pair{strength: 1, gap: absDuration(lead)}, true
+		}
 	}
 	return pair{}, false
 }

@@ -61,7 +61,7 @@ type candidate struct {
 // rank relates, merges, scores and orders the changes the sources returned
 // for an alert's subject, in w: from the look-back to the notification
 // (firing) or the alert's end (resolved).
-func (e *Enricher) rank(subject sources.Subject, w Window, results []SourceResult) ranked {
+func (e *Enricher) rank(subject sources.Subject, w Window, results []SourceResult, stage string) ranked {
 	startsAt := w.StartsAt
 	var cands, older []candidate
 	for r := range results {
@@ -84,7 +84,7 @@ func (e *Enricher) rank(subject sources.Subject, w Window, results []SourceResul
 		}
 	}
 	cands = best(cands, maxCandidates)
-	merged := merge(e.related(subject, results, cands))
+	merged := merge(e.related(subject, results, cands), stage)
 	e.score(merged, startsAt)
 	slices.SortStableFunc(merged, compareRanked)
 	r := ranked{changes: merged}
@@ -105,7 +105,7 @@ func (e *Enricher) rank(subject sources.Subject, w Window, results []SourceResul
 		if len(older) > maxHistory {
 			older = older[:maxHistory]
 		}
-		hist := merge(e.related(subject, results, older))
+		hist := merge(e.related(subject, results, older), stage)
 		e.score(hist, startsAt)
 		slices.SortStableFunc(hist, func(a, b sources.Change) int {
 			return cmp.Or(cmp.Compare(relationWeight[b.Relation], relationWeight[a.Relation]), b.StartedAt.Compare(a.StartedAt))
@@ -178,9 +178,16 @@ func (e *Enricher) pickSuspect(r *ranked, startsAt time.Time) {
 		before := startsAt.Sub(ch.StartedAt)
 		return before >= 0 && before <= e.opts.SuspectWindow
 	}
-	for _, rel := range []sources.Relation{sources.RelationWorkload, sources.RelationApp} {
+	// Its own: a change of the alerting workload, or of its whole app (a
+	// config change, a sync that rolled out no workload); another
+	// workload of the app is a neighbour.
+	own := func(ch sources.Change) bool {
+		return ch.Relation == sources.RelationWorkload || (ch.Relation == sources.RelationApp && ch.Subject.Name == "")
+	}
+	neighbour := func(ch sources.Change) bool { return ch.Relation == sources.RelationApp && ch.Subject.Name != "" }
+	for _, pick := range []func(sources.Change) bool{own, neighbour} {
 		for i, ch := range r.changes {
-			if ch.Relation == rel && inWindow(ch) {
+			if pick(ch) && inWindow(ch) {
 				suspect = i
 				break
 			}
@@ -196,7 +203,7 @@ func (e *Enricher) pickSuspect(r *ranked, startsAt time.Time) {
 			ch.Role = RoleSuspect
 		case ch.StartedAt.After(startsAt):
 			ch.Role = RoleAfterStart
-		case suspect >= 0 && r.changes[suspect].Relation == sources.RelationWorkload && ch.Relation == sources.RelationApp:
+		case suspect >= 0 && own(r.changes[suspect]) && neighbour(*ch):
 			ch.Role = RoleAlsoChanged
 		}
 	}

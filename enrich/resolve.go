@@ -138,7 +138,9 @@ var workloadTypes = map[string]string{
 }
 
 var (
-	appLabels  = []string{"argocd_app", "app", "app_kubernetes_io_name", "app_kubernetes_io_instance"}
+	// The release (instance) before the chart's name, which unrelated
+	// releases of one chart share.
+	appLabels  = []string{"argocd_app", "app_kubernetes_io_instance", "app", "app_kubernetes_io_name"}
 	repoLabels = []string{"repo", "repository"}
 	// Pod names of the common controllers: <deploy>-<rs hash>-<5>, <sts>-<ordinal>, <ds>-<5>.
 	podOfReplicaSet  = regexp.MustCompile(`^(.+)-[bcdfghjklmnpqrstvwxz2456789]{6,10}-[bcdfghjklmnpqrstvwxz2456789]{5}$`)
@@ -153,20 +155,60 @@ var (
 var exportedLabels = []string{"namespace", "pod", "container", "deployment", "statefulset", "daemonset", "service",
 	"job_name", "cronjob", "horizontalpodautoscaler", "persistentvolumeclaim", "replicaset"}
 
-// normalize reads exported_<name> in place of <name>.
+// targetLabels are what Prometheus sets from the scraped target itself:
+// when the metric's own namespace arrived as exported_namespace, these
+// describe the exporter (kube-state-metrics, the Argo Rollouts
+// controller), not the object the alert is about.
+var targetLabels = []string{"pod", "container", "service", "instance", "job", "endpoint"}
+
+// aliases name the same thing as a convention label: older Prometheus
+// kubernetes_sd relabelling, cAdvisor before 1.16, Istio's standard metrics.
+var aliases = []struct{ alias, label string }{
+	{"kubernetes_namespace", "namespace"}, {"kubernetes_pod_name", "pod"}, {"pod_name", "pod"}, {"container_name", "container"},
+	{"destination_workload_namespace", "namespace"}, {"destination_workload", "workload"},
+	{"destination_canonical_service", "app"}, {"destination_app", "app"},
+}
+
+// normalize reads exported_<name> in place of <name> (dropping the
+// exporter's own target labels), and aliases where the convention label is
+// missing.
 func normalize(labels map[string]string) (map[string]string, []Step) {
 	var steps []Step
 	var out map[string]string
+	set := func(l, v, from string) {
+		if out == nil {
+			out = maps.Clone(labels)
+		}
+		if v == "" {
+			delete(out, l)
+			return
+		}
+		out[l] = v
+		steps = append(steps, Step{Field: l, Value: v, From: from})
+	}
+	exported := labels["exported_namespace"] != "" && labels["exported_namespace"] != labels["namespace"]
 	for _, l := range exportedLabels {
 		v := labels["exported_"+l]
 		if v == "" || v == labels[l] {
 			continue
 		}
-		if out == nil {
-			out = maps.Clone(labels)
+		set(l, v, "label exported_"+l+" (the scraped exporter's "+l+" label is "+cmp.Or(labels[l], "empty")+")")
+	}
+	if exported {
+		for _, l := range targetLabels {
+			if labels[l] != "" && labels["exported_"+l] == "" {
+				set(l, "", "") // the exporter's, not the object's
+			}
 		}
-		out[l] = v
-		steps = append(steps, Step{Field: l, Value: v, From: "label exported_" + l + " (the scraped exporter's " + l + " label is " + cmp.Or(labels[l], "empty") + ")"})
+	}
+	for _, a := range aliases {
+		cur := labels[a.label]
+		if out != nil {
+			cur = out[a.label]
+		}
+		if v := labels[a.alias]; v != "" && (cur == "" || a.alias == "destination_workload_namespace") && v != cur {
+			set(a.label, v, "label "+a.alias)
+		}
 	}
 	if out == nil {
 		return labels, nil
@@ -197,11 +239,11 @@ func (r *Resolver) Resolve(labels map[string]string) (sources.Subject, []Step) {
 			break
 		}
 	}
-	if s.Name == "" {
-		if kind := workloadTypes[strings.ToLower(labels["workload_type"])]; kind != "" && labels["workload"] != "" {
+	if s.Name == "" && labels["workload"] != "" {
+		if kind := workloadTypes[strings.ToLower(labels["workload_type"])]; kind != "" {
 			set("kind", &s.Kind, kind, "label workload_type")
-			set("name", &s.Name, labels["workload"], "label workload")
 		}
+		set("name", &s.Name, labels["workload"], "label workload")
 	}
 	if s.Name == "" {
 		if rs := labels["replicaset"]; rs != "" {

@@ -43,6 +43,9 @@ type Change struct {
 	StartedAt  time.Time     `json:"startedAt"`
 	FinishedAt time.Time     `json:"finishedAt,omitzero"`
 	Status     string        `json:"status,omitempty"`
+	// Environment is where a deploy went, when its source says (a GitHub
+	// deployment's environment).
+	Environment string `json:"environment,omitempty"`
 	// Author wrote the change (the commit's author); DeployedBy is who or
 	// what shipped it (Argo CD's initiatedBy or "automated sync", the
 	// GitHub deployment's creator, the CI actor). They differ in teams

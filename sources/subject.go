@@ -103,10 +103,10 @@ func Relate(alert, change Subject) Relation {
 		(alert.Kind == "" || change.Kind == "" || strings.EqualFold(alert.Kind, change.Kind)) {
 		return RelationWorkload
 	}
-	// The same app or repo: by any name either side goes by. A workload
-	// of that app or repo in another namespace is another deployment of
-	// it (staging vs prod), not this one.
-	if sameNS || change.Name == "" {
+	// The same app or repo: by any name either side goes by. The same app
+	// or repo in another namespace is another deployment of it (staging
+	// vs prod), not this one.
+	if sameNS {
 		if change.HasApp(alert.App) || (change.App != "" && alert.HasApp(change.App)) {
 			return RelationApp
 		}

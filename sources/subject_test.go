@@ -40,6 +40,7 @@ func TestRelate(t *testing.T) {
 		{"same app by an alias", Subject{Namespace: "shop", Name: "worker", App: "shop", Apps: []string{"shop-api"}}, RelationApp},
 		{"same app in another namespace", Subject{Namespace: "staging", Name: "api", App: "shop-api"}, RelationNone},
 		{"same repo in another namespace", Subject{Namespace: "staging", Name: "api", Repo: "github.com/acme/api"}, RelationNone},
+		{"an app of that name deployed to another namespace", Subject{Namespace: "checkout", App: "shop-api"}, RelationNone},
 		{"empty", Subject{}, RelationNone},
 	}
 	for _, tt := range tests {

@@ -311,6 +311,9 @@ func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change
 		}
 		return nil, nil
 	}
+	if !a.deploysTo(q.Subject.Namespace) {
+		return nil, nil // an app of that name, deploying to another namespace
+	}
 	return s.changesOf(ctx, a, q), ctx.Err()
 }
 
@@ -372,7 +375,13 @@ type miss struct {
 
 func (s *Source) changesOf(ctx context.Context, a *application, q sources.Query) []sources.Change {
 	appID := q.Subject.App
-	subject := sources.Subject{Namespace: a.Spec.Destination.Namespace, App: appID, Repo: a.gitRepo()}
+	// The sync is about the namespace it deployed into that the alert is
+	// in (an app may deploy beyond its destination).
+	ns := a.Spec.Destination.Namespace
+	if q.Subject.Namespace != "" && a.deploysTo(q.Subject.Namespace) {
+		ns = q.Subject.Namespace
+	}
+	subject := sources.Subject{Namespace: ns, App: appID, Repo: a.gitRepo()}
 	link := s.appLink(a)
 	var out []sources.Change
 	h := append([]revisionHistory(nil), a.Status.History...)
@@ -513,22 +522,23 @@ func (s *Source) revisionMetadata(ctx context.Context, a *application, rev strin
 }
 
 // changedGitSource is the index of the git source whose revision differs
-// from the previous sync's (the first git source when none or all moved),
-// or -1 when the app has no git source.
+// from the previous sync's (the first git source when there is no
+// previous sync), or -1: no git source, or none moved (a chart bump, an
+// image updater writing the Application): an old commit did not write
+// this sync, so its author and message must not be shown as if it had.
 func changedGitSource(srcs []applicationSource, revs, prev []string) int {
-	first := -1
 	for i, src := range srcs {
 		if !src.isGit() || i >= len(revs) {
 			continue
 		}
-		if first < 0 {
-			first = i
+		if len(prev) == 0 {
+			return i
 		}
 		if i < len(prev) && prev[i] != revs[i] {
 			return i
 		}
 	}
-	return first
+	return -1
 }
 
 // authorName: git's "Alice Kim <alice@acme.io>" reads as "Alice Kim".
@@ -616,7 +626,11 @@ func (s *Source) ResolveSubject(labels map[string]string, subj sources.Subject) 
 	}
 	var a *application
 	if subj.App != "" {
-		a = s.lookup(subj.App)
+		// An app of that name deploying elsewhere is another team's.
+		if a = s.lookup(subj.App); a != nil && !a.deploysTo(subj.Namespace) {
+			step("app", subj.App, fmt.Sprintf("argocd app %s deploys to namespace %s, not %s: not this alert's", a.Metadata.Name, a.Spec.Destination.Namespace, subj.Namespace))
+			a = nil
+		}
 	}
 	if a == nil && subj.Name != "" {
 		if m := s.managing(subj.Kind, subj.Namespace, subj.Name); m != nil {

@@ -124,6 +124,20 @@ type revisionMetadata struct {
 	Tags    []string  `json:"tags"`
 }
 
+// deploysTo reports whether the app deploys into namespace ns: its
+// destination, or a workload it manages there.
+func (a *application) deploysTo(ns string) bool {
+	if ns == "" || a.Spec.Destination.Namespace == ns {
+		return true
+	}
+	for _, r := range a.Status.Resources {
+		if r.Namespace == ns {
+			return true
+		}
+	}
+	return false
+}
+
 // keepWorkloads cuts status.resources to the workloads (REST answers carry
 // every resource of the app).
 func (a *application) keepWorkloads() {

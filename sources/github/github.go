@@ -296,7 +296,7 @@ func (s *Source) read(ctx context.Context, repo string) ([]sources.Change, error
 		for i, d := range list {
 			c := sources.Change{Source: s.name, Kind: sources.KindDeployment, ID: fmt.Sprintf("%s/deployments/%d", repo, d.GetID()),
 				Subject: sources.Subject{Repo: s.host + "/" + repo}, Revision: d.GetSHA(), Version: d.GetRef(),
-				StartedAt: d.GetCreatedAt().UTC(), DeployedBy: d.GetCreator().GetLogin(), Message: "to " + d.GetEnvironment(), Status: sources.StatusUnknown}
+				StartedAt: d.GetCreatedAt().UTC(), DeployedBy: d.GetCreator().GetLogin(), Message: "to " + d.GetEnvironment(), Environment: d.GetEnvironment(), Status: sources.StatusUnknown}
 			if i < statusesFor {
 				st, _, err := s.client.Repositories.ListDeploymentStatuses(ctx, owner, name, d.GetID(), &gh.ListOptions{PerPage: 1})
 				if err != nil {

@@ -24,7 +24,7 @@ type revision struct {
 	images      []container
 	changeCause string
 	history     string    // revision-history: earlier numbers of a reused ReplicaSet
-	updated     time.Time // last written (ControllerRevisions): a renumbered one came back then
+	updated     time.Time // last written: a renumbered one came back no later than this
 }
 
 type container struct{ name, image string }
@@ -50,7 +50,13 @@ func (s *Source) history(w workload, since, until time.Time) []sources.Change {
 		if t, ok := s.observedAt(r.uid, strconv.FormatInt(r.number, 10)); ok {
 			start = t
 		} else if reused && r.updated.After(r.created) {
+			// Renumbered no later than its last write, and before the
+			// revision that replaced it (a ReplicaSet is also written when
+			// it is scaled down later).
 			start = r.updated
+			if !newest && revs[i+1].created.Before(start) {
+				start = revs[i+1].created
+			}
 		} else if reused && newest && !approxStart.IsZero() {
 			start = approxStart // the watch did not see it happen; the last progress is the best we know
 		}
@@ -117,7 +123,7 @@ func (s *Source) revisions(w workload) []revision {
 				continue // not yet annotated by its controller
 			}
 			out = append(out, revision{number: n, uid: string(rs.UID), name: rs.Name, created: rs.CreationTimestamp.Time,
-				images: rs.Containers, changeCause: rs.Annotations[annChangeCause], history: rs.Annotations[annRevisionHistory]})
+				images: rs.Containers, changeCause: rs.Annotations[annChangeCause], history: rs.Annotations[annRevisionHistory], updated: rs.Updated})
 		}
 	case KindStatefulSet, KindDaemonSet:
 		objs, _ := w.scope.revisions.GetIndexer().ByIndex(byOwner, string(w.meta.GetUID()))

@@ -3,10 +3,12 @@ package kube
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -60,6 +62,17 @@ func (s *Source) ResolveSubject(lbls map[string]string, subj sources.Subject) (s
 			steps = append(steps, sources.ResolutionStep{Field: "name", Value: subj.Name, From: path})
 		}
 	}
+	// A name guessed from a label (a pod name pattern, an HPA's name) that
+	// the cluster does not have gives the other labels their turn, and is
+	// kept only when none of them names a workload (a CI event may still
+	// name it); a workload label the alert states is kept and reported.
+	var guess sources.Subject
+	if subj.Name != "" && !explicit && ns != "" && len(s.findWorkloads(ns, subj.Kind, subj.Name)) == 0 &&
+		slices.ContainsFunc(workloadKinds, func(k string) bool { return subj.Kind == "" || strings.EqualFold(k, subj.Kind) }) {
+		guess = subj
+		subj.Kind, subj.Name = "", ""
+	}
+
 	if subj.Name == "" && ns != "" {
 		s.resolveByName(lbls, ns, &subj, &steps)
 	}
@@ -71,8 +84,22 @@ func (s *Source) ResolveSubject(lbls map[string]string, subj sources.Subject) (s
 	if subj.Name == "" && lbls["instance"] != "" {
 		ns = s.resolveInstance(lbls["instance"], &subj, &steps)
 	}
-	if subj.Name == "" && subj.App == "" && lbls["job"] != "" && ns != "" {
-		s.resolveService("job", ns, lbls["job"], &subj, &steps)
+	if job := lbls["job"]; subj.Name == "" && subj.App == "" && job != "" {
+		// ServiceMonitor jobs are the Service's name; PodMonitor and Probe
+		// jobs are "<namespace>/<name>" and "probe/<namespace>/<name>".
+		parts := strings.Split(job, "/")
+		name, jobNS := parts[len(parts)-1], ns
+		if len(parts) >= 2 && (jobNS == "" || len(parts) >= 3) {
+			jobNS = parts[len(parts)-2]
+		}
+		if jobNS != "" {
+			before := subj.Name
+			s.resolveService("job", jobNS, name, &subj, &steps)
+			if subj.Name != before && subj.Namespace != jobNS {
+				subj.Namespace = jobNS
+				steps = append(steps, sources.ResolutionStep{Field: "namespace", Value: jobNS, From: "label job " + job})
+			}
+		}
 	}
 	if subj.Name == "" && subj.App != "" {
 		ws := s.workloadsOfApp(ns, subj.App)
@@ -87,6 +114,9 @@ func (s *Source) ResolveSubject(lbls map[string]string, subj sources.Subject) (s
 			steps = append(steps, sources.ResolutionStep{Field: "name", From: fmt.Sprintf(
 				"app %s has %d workloads (%s); their changes are matched by app", subj.App, len(ws), names(ws))})
 		}
+	}
+	if guess.Name != "" && subj.Name == "" {
+		subj.Kind, subj.Name = guess.Kind, guess.Name
 	}
 	if subj.Name != "" {
 		if subj.Kind != "" && !slices.ContainsFunc(workloadKinds, func(k string) bool { return strings.EqualFold(k, subj.Kind) }) {
@@ -141,7 +171,9 @@ func (s *Source) ResolveSubject(lbls map[string]string, subj sources.Subject) (s
 // returns the namespace now known.
 func (s *Source) resolveInstance(instance string, subj *sources.Subject, steps *[]sources.ResolutionStep) string {
 	host := instance
-	if h, _, err := net.SplitHostPort(instance); err == nil {
+	if u, err := url.Parse(instance); err == nil && u.Host != "" { // a probe's URL
+		host = u.Hostname()
+	} else if h, _, err := net.SplitHostPort(instance); err == nil {
 		host = h
 	}
 	if ip := net.ParseIP(host); ip != nil {
@@ -168,18 +200,26 @@ func (s *Source) resolveInstance(instance string, subj *sources.Subject, steps *
 		*steps = append(*steps, sources.ResolutionStep{Field: "name", From: fmt.Sprintf("kubernetes: no pod has IP %s (instance %s)", host, instance)})
 		return subj.Namespace
 	}
-	// <service>.<namespace>[.svc[.cluster.local]]
+	// <service>.<namespace>[.svc[.cluster.local]], or a StatefulSet pod's
+	// <pod>.<headless service>.<namespace>.svc[.cluster.local]. The
+	// address names its namespace: a probe's alert carries the Probe's.
 	parts := strings.Split(strings.TrimSuffix(host, "."), ".")
-	if len(parts) >= 2 && (len(parts) == 2 || parts[2] == "svc") {
-		ns := parts[1]
-		if subj.Namespace != "" && subj.Namespace != ns {
-			return subj.Namespace
+	setNS := func(ns, from string) {
+		if subj.Namespace != ns {
+			subj.Namespace = ns
+			*steps = append(*steps, sources.ResolutionStep{Field: "namespace", Value: ns, From: from})
 		}
-		if ws, path := s.serviceWorkloads(ns, parts[0]); len(ws) > 0 {
-			if subj.Namespace == "" {
-				subj.Namespace = ns
-				*steps = append(*steps, sources.ResolutionStep{Field: "namespace", Value: ns, From: "instance " + instance + " is a Service address"})
-			}
+	}
+	switch {
+	case len(parts) >= 4 && parts[3] == "svc":
+		if kind, name, path := s.ownerWalk(parts[2], parts[0]); name != "" {
+			setNS(parts[2], "instance "+instance+" is a pod address")
+			subj.Kind, subj.Name = kind, name
+			*steps = append(*steps, sources.ResolutionStep{Field: "name", Value: name, From: "instance " + instance + ": " + path})
+		}
+	case len(parts) >= 2 && (len(parts) == 2 || parts[2] == "svc"):
+		if ws, path := s.serviceWorkloads(parts[1], parts[0]); len(ws) > 0 {
+			setNS(parts[1], "instance "+instance+" is a Service address")
 			subj.Kind, subj.Name = ws[0].kind, ws[0].meta.GetName()
 			*steps = append(*steps, sources.ResolutionStep{Field: "name", Value: subj.Name, From: "instance " + instance + ": " + path})
 		}
@@ -208,6 +248,20 @@ func (s *Source) resolveService(label, ns, name string, subj *sources.Subject, s
 		subj.Kind, subj.Name = ws[0].kind, name
 		*steps = append(*steps, sources.ResolutionStep{Field: "name", Value: name, From: fmt.Sprintf("label %s: no Service %s/%s; the workload of that name", label, ns, name)})
 	}
+}
+
+// lastRevised is when the workload's newest revision appeared.
+func (s *Source) lastRevised(w workload) time.Time {
+	var t time.Time
+	for _, r := range s.revisions(w) {
+		if r.created.After(t) {
+			t = r.created
+		}
+		if r.updated.After(t) {
+			t = r.updated
+		}
+	}
+	return t
 }
 
 // hpaTarget is the workload a HorizontalPodAutoscaler scales.
@@ -249,6 +303,12 @@ func (s *Source) resolveByName(lbls map[string]string, ns string, subj *sources.
 					return
 				}
 			}
+		}
+	}
+	if n := lbls["name"]; n != "" { // Argo Rollouts' and others' own metrics name the object so
+		if ws := s.findWorkloads(ns, "", n); len(ws) == 1 {
+			found(ws[0], "label name: "+ws[0].key())
+			return
 		}
 	}
 	if c := lbls["container"]; c != "" {
@@ -339,14 +399,22 @@ func (s *Source) serviceWorkloads(ns, svc string) ([]workload, string) {
 				ws = append(ws, w)
 			}
 		}
-		sort.Slice(ws, func(i, j int) bool { return ws[i].key() < ws[j].key() })
+		// Of several (stable and canary), the most recently revised is
+		// the likeliest to have changed what the service does.
+		sort.Slice(ws, func(i, j int) bool {
+			a, b := s.lastRevised(ws[i]), s.lastRevised(ws[j])
+			if !a.Equal(b) {
+				return a.After(b)
+			}
+			return ws[i].key() < ws[j].key()
+		})
 		switch len(ws) {
 		case 0:
 			return nil, ""
 		case 1:
 			return ws, fmt.Sprintf("service %s selects %s", svc, ws[0].key())
 		}
-		return ws, fmt.Sprintf("service %s selects %d workloads (%s); using the first", svc, len(ws), names(ws))
+		return ws, fmt.Sprintf("service %s selects %d workloads (%s); using the most recently revised", svc, len(ws), names(ws))
 	}
 	return nil, ""
 }

@@ -63,7 +63,8 @@ func (t *transformer) transform(obj any) (any, error) {
 		// type, found by owner and name, so without labels.
 		m := t.meta(o.ObjectMeta)
 		m.Labels = nil
-		return &replicaSet{TypeMeta: o.TypeMeta, ObjectMeta: m, Containers: containersOf(o.Spec.Template.Spec.Containers)}, nil
+		return &replicaSet{TypeMeta: o.TypeMeta, ObjectMeta: m, Containers: containersOf(o.Spec.Template.Spec.Containers),
+			Updated: lastWritten(o.ManagedFields)}, nil
 	case *appsv1.StatefulSet:
 		return &appsv1.StatefulSet{
 			ObjectMeta: t.meta(o.ObjectMeta),
@@ -121,6 +122,9 @@ type replicaSet struct {
 	metav1.TypeMeta
 	metav1.ObjectMeta
 	Containers []container
+	// Updated is when its controller last wrote it (managedFields): a
+	// rollback renumbers an old ReplicaSet, no later than this.
+	Updated time.Time
 }
 
 // pod is what the cache keeps of a Pod: its owner and its IPs (scrape
