@@ -47,6 +47,9 @@ var mutableTags = map[string]bool{
 	"release": true, "test": true, "current": true, "live": true,
 }
 
+// genericTagWords prefix a version in a tag without naming a component.
+var genericTagWords = map[string]bool{"release": true, "rel": true, "version": true, "ver": true, "tag": true, "build": true, "deploy": true, "prod": true}
+
 // token is one name of a revision: a commit SHA (matched by prefix, either
 // side at least 7 hex) or a version (matched exactly, without a leading v).
 type token struct {
@@ -214,6 +217,17 @@ func versionTokens(v string) []token {
 		return []token{{value: v, sha: true}}
 	}
 	out := []token{{value: v}}
+	// "release-2026.11.28", "api-v1.2.0": a word, then a version.
+	if i := strings.LastIndexAny(v, "-_"); i > 0 && i < len(v)-1 {
+		rest := strings.TrimPrefix(v[i+1:], "v")
+		if rest != "" && rest[0] >= '0' && rest[0] <= '9' && strings.Contains(rest, ".") && !strings.ContainsAny(v[:i], "0123456789.") {
+			t := token{value: rest}
+			if !genericTagWords[v[:i]] {
+				t.component = v[:i]
+			}
+			out = append(out, t)
+		}
+	}
 	for _, part := range strings.FieldsFunc(v, func(r rune) bool { return r == '-' || r == '_' || r == '+' }) {
 		// A tag part of 7+ hex with a letter is a commit; all digits is
 		// more likely a date or build number.
@@ -442,7 +456,11 @@ func fold(a, b *observation) (pair, bool) {
 			return pair{strength: 1, gap: absDuration(lead)}, true
 		}
 	case sources.KindDeploy, sources.KindDeployment:
-		if !c.FinishedAt.IsZero() && lead <= mergeWindow && !effect.ch.StartedAt.After(c.FinishedAt.Add(effectLead)) {
+		// Not when the rollout shipped an image of another version than
+		// the one this deploy names (a sidecar bump beside a failed app
+		// deploy).
+		conflict := len(cause.tokens) > 0 && len(effect.tokens) > 0
+		if !conflict && !c.FinishedAt.IsZero() && lead <= mergeWindow && !effect.ch.StartedAt.After(c.FinishedAt.Add(effectLead)) {
 			return pair{strength: 1, gap: absDuration(lead)}, true
 		}
 	}

@@ -181,15 +181,24 @@ func (e *Enricher) pickSuspect(r *ranked, startsAt time.Time) {
 	// Its own: a change of the alerting workload, or of its whole app (a
 	// config change, a sync that rolled out no workload); another
 	// workload of the app is a neighbour.
+	// A re-sync of the revision already deployed that rolled nothing out
+	// changed nothing the alert could see first.
+	noop := func(ch sources.Change) bool {
+		return ch.Kind == sources.KindSync && len(ch.Rollouts) == 0 && ch.Revision != "" && ch.Revision == ch.PreviousRevision
+	}
 	own := func(ch sources.Change) bool {
-		return ch.Relation == sources.RelationWorkload || (ch.Relation == sources.RelationApp && ch.Subject.Name == "")
+		return (ch.Relation == sources.RelationWorkload || (ch.Relation == sources.RelationApp && ch.Subject.Name == "")) && !noop(ch)
 	}
 	neighbour := func(ch sources.Change) bool { return ch.Relation == sources.RelationApp && ch.Subject.Name != "" }
-	for _, pick := range []func(sources.Change) bool{own, neighbour} {
+	other := func(ch sources.Change) bool {
+		return ch.Relation == sources.RelationWorkload || ch.Relation == sources.RelationApp
+	}
+	// Of the alerting workload's own changes, the closest before the
+	// start; failing one, its app's other workloads'.
+	for _, pick := range []func(sources.Change) bool{own, neighbour, other} {
 		for i, ch := range r.changes {
-			if pick(ch) && inWindow(ch) {
+			if pick(ch) && inWindow(ch) && (suspect < 0 || ch.StartedAt.After(r.changes[suspect].StartedAt)) {
 				suspect = i
-				break
 			}
 		}
 		if suspect >= 0 {

@@ -176,7 +176,11 @@ func describe(ch sources.Change) string {
 func what(ch sources.Change) string {
 	switch {
 	case ch.Kind == sources.KindSync && ch.Subject.App != "":
-		return ch.Subject.App
+		_, name, ok := strings.Cut(ch.Subject.App, "_") // "<appNamespace>_<app>"
+		if !ok {
+			name = ch.Subject.App
+		}
+		return name
 	case len(ch.Rollouts) == 0 && ch.Subject.Name != "":
 		return ch.Subject.Short()
 	case ch.Subject.App != "":

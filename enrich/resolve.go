@@ -187,6 +187,14 @@ func normalize(labels map[string]string) (map[string]string, []Step) {
 		steps = append(steps, Step{Field: l, Value: v, From: from})
 	}
 	exported := labels["exported_namespace"] != "" && labels["exported_namespace"] != labels["namespace"]
+	// Argo CD's own metrics (argocd_app_info, the argocd mixin's alerts)
+	// name the app and where it deploys; namespace, pod, job are the
+	// application controller's.
+	if app, dest := labels["name"], labels["dest_namespace"]; app != "" && dest != "" && labels["argocd_app"] == "" {
+		set("argocd_app", app, "label name (an Argo CD app metric: dest_namespace is set)")
+		set("namespace", dest, "label dest_namespace")
+		exported = true
+	}
 	for _, l := range exportedLabels {
 		v := labels["exported_"+l]
 		if v == "" || v == labels[l] {

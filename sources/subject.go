@@ -111,6 +111,12 @@ func Relate(alert, change Subject) Relation {
 			return RelationApp
 		}
 		if alert.Repo != "" && NormalizeRepo(alert.Repo) == NormalizeRepo(change.Repo) {
+			// In the alert's own namespace, a change naming no other
+			// workload or app but the workload's repository is as
+			// specific as its app.
+			if alert.Namespace != "" && change.Namespace == alert.Namespace && change.Name == "" && change.App == "" {
+				return RelationApp
+			}
 			return RelationRepo
 		}
 	}

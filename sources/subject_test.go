@@ -41,6 +41,7 @@ func TestRelate(t *testing.T) {
 		{"same app in another namespace", Subject{Namespace: "staging", Name: "api", App: "shop-api"}, RelationNone},
 		{"same repo in another namespace", Subject{Namespace: "staging", Name: "api", Repo: "github.com/acme/api"}, RelationNone},
 		{"an app of that name deployed to another namespace", Subject{Namespace: "checkout", App: "shop-api"}, RelationNone},
+		{"its repo in its namespace", Subject{Namespace: "shop", Repo: "github.com/acme/api"}, RelationApp},
 		{"empty", Subject{}, RelationNone},
 	}
 	for _, tt := range tests {

@@ -253,6 +253,25 @@ func (s *Source) lookup(app string) *application {
 	return found
 }
 
+// lookupAny finds the subject's app by any name it goes by, the qualified
+// "<appNamespace>_<app>" (from a tracking-id) first: two teams may both
+// have an "api". id is the name to ask argocd-server for when none is
+// known yet.
+func (s *Source) lookupAny(subj sources.Subject) (*application, string) {
+	names := []string{subj.App}
+	for _, a := range subj.Apps {
+		if strings.Contains(a, "_") {
+			names = append([]string{a}, names...)
+		}
+	}
+	for _, n := range names {
+		if a := s.lookup(n); a != nil {
+			return a, n
+		}
+	}
+	return nil, names[0]
+}
+
 // managing finds the app that manages a workload (its status.resources);
 // its name is how alerts and changes call it.
 func (s *Source) managing(kind, ns, name string) *application {
@@ -295,13 +314,13 @@ func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change
 	if q.Subject.App == "" {
 		return nil, nil
 	}
-	a := s.lookup(q.Subject.App)
+	a, id := s.lookupAny(q.Subject)
 	if a == nil && s.cfg.Server != "" {
 		// An app created since the last poll: ask for it alone, once per
 		// refresh (an app the token cannot read must not cost a request
 		// on every alert).
 		var err error
-		if a, err = s.fetchApp(ctx, q.Subject.App); err != nil {
+		if a, err = s.fetchApp(ctx, id); err != nil {
 			return nil, err
 		}
 	}
@@ -374,14 +393,17 @@ type miss struct {
 }
 
 func (s *Source) changesOf(ctx context.Context, a *application, q sources.Query) []sources.Change {
-	appID := q.Subject.App
 	// The sync is about the namespace it deployed into that the alert is
-	// in (an app may deploy beyond its destination).
+	// in (an app may deploy beyond its destination), and goes by the app's
+	// name and its qualified "<appNamespace>_<app>".
 	ns := a.Spec.Destination.Namespace
 	if q.Subject.Namespace != "" && a.deploysTo(q.Subject.Namespace) {
 		ns = q.Subject.Namespace
 	}
-	subject := sources.Subject{Namespace: ns, App: appID, Repo: a.gitRepo()}
+	subject := sources.Subject{Namespace: ns, App: a.Metadata.Name, Repo: a.gitRepo()}
+	if a.Metadata.Namespace != "" {
+		subject.Apps = []string{a.Metadata.Namespace + "_" + a.Metadata.Name}
+	}
 	link := s.appLink(a)
 	var out []sources.Change
 	h := append([]revisionHistory(nil), a.Status.History...)
@@ -390,6 +412,12 @@ func (s *Source) changesOf(ctx context.Context, a *application, q sources.Query)
 		start := entry.DeployedAt
 		if entry.DeployStartedAt != nil {
 			start = *entry.DeployStartedAt
+		}
+		// Argo CD before 2.x records only deployedAt; the last operation,
+		// when it is this sync, says when it started.
+		if op := a.Status.OperationState; start.Equal(entry.DeployedAt) && op != nil && op.FinishedAt != nil &&
+			op.StartedAt.Before(start) && absDuration(op.FinishedAt.Sub(entry.DeployedAt)) <= time.Minute {
+			start = op.StartedAt
 		}
 		if start.Before(q.From(sources.RelationApp)) || start.After(q.Until) {
 			continue
@@ -412,10 +440,11 @@ func (s *Source) changesOf(ctx context.Context, a *application, q sources.Query)
 			if idx < len(prev) && prev[idx] != revs[idx] {
 				c.CompareURL = compareURL(srcs[idx].RepoURL, prev[idx], revs[idx])
 			}
-			// Only the newest syncs are asked about (the poll prefetches
-			// them); older ones use what is cached, so a query reaching
-			// back for the last deploy costs no request per old sync.
-			fetch := i >= len(h)-metadataFor
+			// The newest syncs (prefetched by the poll) and those in the
+			// look-back are asked about; older ones use what is cached, so
+			// a query reaching back for the last deploy costs no request
+			// per old sync.
+			fetch := i >= len(h)-metadataFor || !start.Before(q.Since)
 			if md, ok := s.revisionMetadata(ctx, a, revs[idx], idx, len(entry.Revisions) > 0, fetch); ok {
 				c.Author = authorName(md.Author)
 				line, _, _ := strings.Cut(strings.TrimSpace(md.Message), "\n")
@@ -627,7 +656,7 @@ func (s *Source) ResolveSubject(labels map[string]string, subj sources.Subject) 
 	var a *application
 	if subj.App != "" {
 		// An app of that name deploying elsewhere is another team's.
-		if a = s.lookup(subj.App); a != nil && !a.deploysTo(subj.Namespace) {
+		if a, _ = s.lookupAny(subj); a != nil && !a.deploysTo(subj.Namespace) {
 			step("app", subj.App, fmt.Sprintf("argocd app %s deploys to namespace %s, not %s: not this alert's", a.Metadata.Name, a.Spec.Destination.Namespace, subj.Namespace))
 			a = nil
 		}
@@ -667,6 +696,13 @@ func (s *Source) ResolveSubject(labels map[string]string, subj sources.Subject) 
 		step("namespace", subj.Namespace, "argocd app "+a.Metadata.Name+" destination")
 	}
 	return subj, steps
+}
+
+func absDuration(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
 }
 
 func orWorkload(kind string) string {

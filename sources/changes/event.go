@@ -179,6 +179,7 @@ func derivedID(ev Event, now time.Time) string {
 }
 
 func (ev Event) change(source string) sources.Change {
+	ev.Subject.Repo = sources.NormalizeRepo(ev.Subject.Repo)
 	return sources.Change{
 		Source: source, Kind: ev.Kind, ID: ev.ID, Subject: ev.Subject,
 		Revision: ev.Revision, PreviousRevision: ev.PreviousRevision,

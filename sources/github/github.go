@@ -288,6 +288,7 @@ func (s *Source) read(ctx context.Context, repo string) ([]sources.Change, error
 		envs = []string{""}
 	}
 	var deps []sources.Change
+	descriptions := map[string]string{} // deployment ID → description
 	for _, env := range envs {
 		list, _, err := s.client.Repositories.ListDeployments(ctx, owner, name, &gh.DeploymentsListOptions{Environment: env, ListOptions: gh.ListOptions{PerPage: perPage}})
 		if err != nil {
@@ -310,13 +311,28 @@ func (s *Source) read(ctx context.Context, repo string) ([]sources.Change, error
 					}
 				}
 			}
+			descriptions[c.ID] = d.GetDescription()
 			deps = append(deps, c)
 		}
 	}
 	sort.Slice(deps, func(i, j int) bool { return deps[i].StartedAt.After(deps[j].StartedAt) })
-	if len(deps) > 1 && deps[0].Revision != "" && deps[1].Revision != "" && deps[0].Revision != deps[1].Revision {
-		deps[0].PreviousRevision = deps[1].Revision
-		s.attachCompare(ctx, repo, &deps[0], deps[1].Revision, deps[0].Revision)
+	if len(deps) > 1 && deps[0].Revision != "" {
+		// The previous deploy of the same thing: a monorepo deploys its
+		// services to one environment, told apart by the description CI
+		// gives each ("deploy web"); failing one, the environment's last.
+		prev := -1
+		for _, sameDescription := range []bool{true, false} {
+			for j := 1; j < len(deps) && prev < 0; j++ {
+				if deps[j].Environment == deps[0].Environment && deps[j].Revision != "" && deps[j].Revision != deps[0].Revision &&
+					(!sameDescription || (descriptions[deps[0].ID] != "" && descriptions[deps[j].ID] == descriptions[deps[0].ID])) {
+					prev = j
+				}
+			}
+		}
+		if prev > 0 {
+			deps[0].PreviousRevision = deps[prev].Revision
+			s.attachCompare(ctx, repo, &deps[0], deps[prev].Revision, deps[0].Revision)
+		}
 	}
 	return append(out, deps...), nil
 }

@@ -162,7 +162,8 @@ func TestDeploymentHistory(t *testing.T) {
 	if r4.Message != "kubectl set image" || r4.Kind != sources.KindRollout || r4.ID != "shop/Deployment/api@4" {
 		t.Errorf("change = %+v", r4)
 	}
-	if r4.Subject.App != "shop-api" || r4.Subject.Repo != "github.com/acme/api" {
+	// The tracking-id's "<appNamespace>_<app>" is kept as an alias: two teams may both have an "api".
+	if r4.Subject.App != "shop-api" || !r4.Subject.HasApp("argocd_shop-api") || r4.Subject.Repo != "github.com/acme/api" {
 		t.Errorf("subject from metadata: %+v", r4.Subject)
 	}
 	if got[0].Status != sources.StatusUnknown || got[0].Version != "acme/api:1.8.3" {
@@ -198,10 +199,10 @@ func TestResolve(t *testing.T) {
 		from   string
 	}{
 		{name: "pod owner walk", labels: map[string]string{"pod": "api-7d9f8b6c4-x2x9z"}, in: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "api"},
-			want: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "api", App: "shop-api", Repo: "github.com/acme/api", Apps: []string{"api"}},
+			want: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "api", App: "shop-api", Repo: "github.com/acme/api", Apps: []string{"argocd_shop-api", "api"}},
 			from: "owner walk: Pod api-7d9f8b6c4-x2x9z → ReplicaSet api-7d9f8b6c4 → Deployment api"},
 		{name: "pod of a deleted replicaset pod", labels: map[string]string{"pod": "api-7d9f8b6c4-gone1"}, in: sources.Subject{Namespace: "shop"},
-			want: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "api", App: "shop-api", Repo: "github.com/acme/api", Apps: []string{"api"}},
+			want: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "api", App: "shop-api", Repo: "github.com/acme/api", Apps: []string{"argocd_shop-api", "api"}},
 			from: "Pod api-7d9f8b6c4-gone1 (not in the cluster; ReplicaSet from its name)"},
 		{name: "pod and replicaset deleted", labels: map[string]string{"pod": "cart-5f6d7c8b9-abcde"}, in: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "cart"},
 			want: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "cart"}, from: "kubernetes: pod shop/cart-5f6d7c8b9-abcde and its ReplicaSet are not in the cluster"},
@@ -210,7 +211,7 @@ func TestResolve(t *testing.T) {
 		{name: "pod without controller", labels: map[string]string{"pod": "standalone"}, in: sources.Subject{Namespace: "shop"},
 			want: sources.Subject{Namespace: "shop"}, from: "owner walk: Pod standalone has no controller"},
 		{name: "service selector", labels: map[string]string{"service": "api-svc"}, in: sources.Subject{Namespace: "shop"},
-			want: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "api", App: "shop-api", Repo: "github.com/acme/api", Apps: []string{"api"}},
+			want: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "api", App: "shop-api", Repo: "github.com/acme/api", Apps: []string{"argocd_shop-api", "api"}},
 			from: "label service: service api-svc selects Deployment/shop/api"},
 		{name: "app shared by two deployments", labels: map[string]string{"app": "shop"}, in: sources.Subject{Namespace: "shop", App: "shop"},
 			want: sources.Subject{Namespace: "shop", App: "shop"}, from: "app shop has 2 workloads (Deployment/shop/web, Deployment/shop/worker)"},
@@ -218,7 +219,7 @@ func TestResolve(t *testing.T) {
 			want: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "web", App: "shop-web", Apps: []string{"shop"}}, from: "the only workload of app shop-web"},
 		{name: "explicit argocd_app label wins over tracking-id", labels: map[string]string{"deployment": "api", "argocd_app": "other"},
 			in:   sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "api", App: "other"},
-			want: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "api", App: "other", Repo: "github.com/acme/api", Apps: []string{"shop-api", "api"}}},
+			want: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "api", App: "other", Repo: "github.com/acme/api", Apps: []string{"shop-api", "argocd_shop-api", "api"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -145,6 +145,9 @@ func (s *Source) ResolveSubject(lbls map[string]string, subj sources.Subject) (s
 			apps = append(apps, subj.App) // the alert's own app label
 		}
 		if app, from := s.argoApp(w.meta); app != "" && lbls["argocd_app"] == "" {
+			if _, name, ok := strings.Cut(app, "_"); ok {
+				app = name // the qualified form stays among the aliases
+			}
 			set("app", &subj.App, app, "workload "+from)
 		} else if subj.App == "" && len(apps) > 0 {
 			set("app", &subj.App, apps[0], "workload labels")

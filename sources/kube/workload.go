@@ -170,15 +170,13 @@ func (s *Source) workloadsOfApp(ns, app string) []workload {
 }
 
 // argoApp reads the Argo CD application of an object: the tracking-id
-// annotation "<app>:<group>/<kind>:<ns>/<name>", where <app> may be written
-// "<appNamespace>_<app>" (app names cannot contain "_"), else the instance label.
+// annotation "<app>:<group>/<kind>:<ns>/<name>", where <app> is written
+// "<appNamespace>_<app>" for an app outside Argo CD's own namespace (app
+// names cannot contain "_"; kept, as two teams may both have an "api"),
+// else the instance label.
 func (s *Source) argoApp(m metav1.Object) (app, from string) {
 	if id := m.GetAnnotations()[annTrackingID]; id != "" {
-		a, _, _ := strings.Cut(id, ":")
-		if _, name, ok := strings.Cut(a, "_"); ok {
-			a = name
-		}
-		if a != "" {
+		if a, _, _ := strings.Cut(id, ":"); a != "" {
 			return a, "annotation " + annTrackingID
 		}
 	}
@@ -202,6 +200,9 @@ func (s *Source) appNames(m metav1.Object) []string {
 		}
 	}
 	app, _ := s.argoApp(m)
+	if _, name, ok := strings.Cut(app, "_"); ok {
+		add(name) // the app's name; its qualified "<appNamespace>_<app>" next
+	}
 	add(app)
 	l := m.GetLabels()
 	add(l["app.kubernetes.io/instance"])
