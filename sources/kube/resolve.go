@@ -52,8 +52,10 @@ func (s *Source) ResolveSubject(lbls map[string]string, subj sources.Subject) (s
 			steps = append(steps, sources.ResolutionStep{Field: "name", Value: name, From: from})
 		}
 	}
+	walked := false // the cluster itself named the workload
 	if pod := lbls["pod"]; pod != "" && ns != "" && !explicit {
 		if kind, name, path := s.ownerWalk(ns, pod); name != "" {
+			walked = true
 			// Recorded even when it confirms the name guess: explain shows the walk.
 			subj.Kind, subj.Name = kind, name
 			steps = append(steps, sources.ResolutionStep{Field: "kind", Value: kind, From: path},
@@ -67,7 +69,7 @@ func (s *Source) ResolveSubject(lbls map[string]string, subj sources.Subject) (s
 	// kept only when none of them names a workload (a CI event may still
 	// name it); a workload label the alert states is kept and reported.
 	var guess sources.Subject
-	if subj.Name != "" && !explicit && ns != "" && len(s.findWorkloads(ns, subj.Kind, subj.Name)) == 0 &&
+	if subj.Name != "" && !explicit && !walked && ns != "" && len(s.findWorkloads(ns, subj.Kind, subj.Name)) == 0 &&
 		slices.ContainsFunc(workloadKinds, func(k string) bool { return subj.Kind == "" || strings.EqualFold(k, subj.Kind) }) {
 		guess = subj
 		subj.Kind, subj.Name = "", ""

@@ -300,7 +300,9 @@ func (s *Source) index(sc *scope) error {
 		}
 		return keys, nil
 	}}
-	for _, inf := range []cache.SharedIndexInformer{sc.replicaSets, sc.revisions, sc.pods} {
+	// Pods are found by name and IP, never by owner: no owner index for
+	// the most numerous objects.
+	for _, inf := range []cache.SharedIndexInformer{sc.replicaSets, sc.revisions} {
 		if err := inf.AddIndexers(owner); err != nil {
 			return err
 		}
