@@ -22,6 +22,7 @@ const (
 	annChangeCause     = "kubernetes.io/change-cause"
 	annRolloutRevision = "rollout.argoproj.io/revision"
 	annTrackingID      = "argocd.argoproj.io/tracking-id"
+	annHelmRelease     = "meta.helm.sh/release-name"
 	// annImages is written by the transform: the images of a
 	// ControllerRevision's template, so its raw data need not be kept.
 	annImages = "whatchanged.dev/images"
@@ -42,7 +43,7 @@ type transformer struct {
 func newTransformer(cfg Config) *transformer {
 	return &transformer{keepAnnotations: map[string]bool{
 		annRevision: true, annRevisionHistory: true, annChangeCause: true, annRolloutRevision: true,
-		annTrackingID: true, annImages: true, annUpdated: true, cfg.RepoAnnotation: true,
+		annTrackingID: true, annHelmRelease: true, annImages: true, annUpdated: true, cfg.RepoAnnotation: true,
 	}}
 }
 

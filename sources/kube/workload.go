@@ -206,7 +206,9 @@ func (s *Source) appNames(m metav1.Object) []string {
 	add(app)
 	l := m.GetLabels()
 	add(l["app.kubernetes.io/instance"])
-	add(l["release"]) // Helm 2-era charts
+	add(m.GetAnnotations()[annHelmRelease]) // the Helm release that owns it
+	add(l["helm.toolkit.fluxcd.io/name"])   // Flux HelmRelease
+	add(l["release"])                       // Helm 2-era charts
 	add(l["app"])
 	add(l["app.kubernetes.io/name"])
 	return out
