@@ -100,7 +100,10 @@ const (
 func Relate(alert, change Subject) Relation {
 	sameNS := alert.Namespace == "" || change.Namespace == "" || alert.Namespace == change.Namespace
 	if alert.Name != "" && change.Name != "" && sameNS && alert.Name == change.Name &&
-		(alert.Kind == "" || change.Kind == "" || strings.EqualFold(alert.Kind, change.Kind)) {
+		(alert.Kind == "" || change.Kind == "" || strings.EqualFold(alert.Kind, change.Kind)) &&
+		// Without a namespace on one side, a name alone ("api") is only
+		// the same workload when its app and repo do not say otherwise.
+		((alert.Namespace != "" && change.Namespace != "") || !contradicts(alert, change)) {
 		return RelationWorkload
 	}
 	// The same app or repo: by any name either side goes by. The same app
@@ -124,6 +127,12 @@ func Relate(alert, change Subject) Relation {
 		return RelationNamespace
 	}
 	return RelationNone
+}
+
+// contradicts reports whether two subjects name different apps or repos.
+func contradicts(a, b Subject) bool {
+	return (a.App != "" && b.App != "" && !a.HasApp(b.App) && !b.HasApp(a.App)) ||
+		(a.Repo != "" && b.Repo != "" && NormalizeRepo(a.Repo) != NormalizeRepo(b.Repo))
 }
 
 // NormalizeRepo turns the usual spellings of a repository URL into

@@ -42,6 +42,7 @@ func TestRelate(t *testing.T) {
 		{"same repo in another namespace", Subject{Namespace: "staging", Name: "api", Repo: "github.com/acme/api"}, RelationNone},
 		{"an app of that name deployed to another namespace", Subject{Namespace: "checkout", App: "shop-api"}, RelationNone},
 		{"its repo in its namespace", Subject{Namespace: "shop", Repo: "github.com/acme/api"}, RelationApp},
+		{"same name, no namespace, another team's app", Subject{Name: "api", App: "search-api", Repo: "github.com/acme/search"}, RelationNone},
 		{"empty", Subject{}, RelationNone},
 	}
 	for _, tt := range tests {

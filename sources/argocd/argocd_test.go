@@ -200,7 +200,7 @@ func TestRESTMultiSourceAndFailedOperation(t *testing.T) {
 	sync8, failed := got[1], got[2]
 	if sync8.Revision != "6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f,4.11.2" || sync8.Author != "Bob" || sync8.DeployedBy != "bob" ||
 		sync8.CompareURL != "https://gitlab.com/acme/platform-config/-/compare/5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e...6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f" ||
-		sync8.Subject.App != "team-a_platform" {
+		sync8.Subject.App != "platform" || !sync8.Subject.HasApp("team-a_platform") {
 		t.Errorf("multi-source sync = %+v", sync8)
 	}
 	// The failed operation names the commit it tried and why it failed.

@@ -142,7 +142,7 @@ func (s *Source) ResolveSubject(lbls map[string]string, subj sources.Subject) (s
 		// workload's other app names (Helm release, app label) and the
 		// alert's own app label stay as aliases, so neighbours of any of
 		// them relate by app.
-		apps := s.appNames(w.meta)
+		apps := s.appAliases(w.meta)
 		if subj.App != "" {
 			apps = append(apps, subj.App) // the alert's own app label
 		}

@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -214,13 +215,25 @@ func (s *Source) appNames(m metav1.Object) []string {
 	return out
 }
 
+// appAliases are the app names a workload's subject goes by: its app
+// names, without the chart's name when a release names the app (two
+// releases of one chart are two apps).
+func (s *Source) appAliases(m metav1.Object) []string {
+	apps := s.appNames(m)
+	l := m.GetLabels()
+	if chart := l["app.kubernetes.io/name"]; chart != "" && len(apps) > 1 && chart != l["app"] {
+		apps = slices.DeleteFunc(apps, func(a string) bool { return a == chart })
+	}
+	return apps
+}
+
 // subjectOf is the subject a workload's changes carry.
 func (s *Source) subjectOf(w workload) sources.Subject {
 	subj := sources.Subject{
 		Namespace: w.meta.GetNamespace(), Kind: w.kind, Name: w.meta.GetName(),
 		Repo: sources.NormalizeRepo(w.meta.GetAnnotations()[s.cfg.RepoAnnotation]),
 	}
-	if apps := s.appNames(w.meta); len(apps) > 0 {
+	if apps := s.appAliases(w.meta); len(apps) > 0 {
 		subj.App, subj.Apps = apps[0], apps[1:]
 	}
 	return subj

@@ -1,0 +1,114 @@
+// Package scenarios_test runs the incident scenarios of this directory
+// (README.md) against the real whatchanged binary, a real kube-apiserver
+// with etcd (envtest, no controllers: the runner writes what they would),
+// a fake argocd-server and a fake GitHub API. `make test` passes
+// KUBEBUILDER_ASSETS; `make quality` prints the quality summary.
+package scenarios_test
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+var (
+	env            *envtest.Environment
+	kubeconfig     string // admin kubeconfig file, for whatchanged
+	kube           kubernetes.Interface
+	dyn            dynamic.Interface
+	restConfig     *rest.Config
+	etcdURL        *url.URL
+	whatchangedBin string
+)
+
+func TestMain(m *testing.M) {
+	code, err := run(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "scenarios:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func run(m *testing.M) (int, error) {
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		return 1, fmt.Errorf("KUBEBUILDER_ASSETS is not set; run `make test` (or `make quality`), which builds the control plane")
+	}
+	for _, bin := range []string{"kube-apiserver", "etcd"} {
+		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
+			return 1, fmt.Errorf("%s: %w; run `make tools` (part of `make test`)", bin, err)
+		}
+	}
+	dir, err := os.MkdirTemp("", "whatchanged-scenarios-")
+	if err != nil {
+		return 1, err
+	}
+	defer os.RemoveAll(dir)
+
+	// Build the binary while the control plane starts.
+	whatchangedBin = filepath.Join(dir, "whatchanged")
+	built := make(chan error, 1)
+	go func() {
+		build := exec.Command("go", "build", "-o", whatchangedBin, "../../cmd/whatchanged")
+		out, err := build.CombinedOutput()
+		if err != nil {
+			err = fmt.Errorf("build whatchanged: %w\n%s", err, out)
+		}
+		built <- err
+	}()
+
+	// The Rollout CRD serves Argo Rollouts; the Application CRD is only for
+	// checking that the fake argocd-server's applications have the real
+	// shape (TestFakeApplicationShape). Objects are stored as JSON so the
+	// runner can back-date them in etcd (etcd.go).
+	env = &envtest.Environment{
+		CRDInstallOptions: envtest.CRDInstallOptions{Paths: []string{
+			filepath.Join("..", "testdata", "argo-rollouts-rollout-crd.yaml"),
+			filepath.Join("..", "testdata", "argocd-application-crd.yaml"),
+		}, ErrorIfPathMissing: true},
+	}
+	env.ControlPlane.GetAPIServer().Configure().Set("storage-media-type", "application/json")
+	start := time.Now()
+	if _, err := env.Start(); err != nil {
+		<-built
+		return 1, fmt.Errorf("start control plane: %w", err)
+	}
+	defer func() { _ = env.Stop() }()
+	etcdURL = env.ControlPlane.Etcd.URL
+
+	user, err := env.ControlPlane.AddUser(envtest.User{Name: "whatchanged-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return 1, err
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		return 1, err
+	}
+	kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		return 1, err
+	}
+	restConfig = user.Config()
+	restConfig.QPS, restConfig.Burst = 1000, 1000 // the runner writes many objects in a row
+	if kube, err = kubernetes.NewForConfig(restConfig); err != nil {
+		return 1, err
+	}
+	if dyn, err = dynamic.NewForConfig(restConfig); err != nil {
+		return 1, err
+	}
+	if err := <-built; err != nil {
+		return 1, err
+	}
+	fmt.Fprintf(os.Stderr, "scenarios: control plane and binary ready in %s\n", time.Since(start).Round(time.Millisecond))
+	return m.Run(), nil
+}
