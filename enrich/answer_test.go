@@ -155,6 +155,9 @@ func TestRevisionTokens(t *testing.T) {
 		{"orders@1.4.0", []string{"1.4.0"}},
 		{"deploy/prod@9f1c2e7", []string{"9f1c2e7*"}},
 		{"1.0.0-20241128", []string{"1.0.0-20241128"}}, // a date is no commit
+		{"26.0.5-debian-12-r0", []string{"26.0.5-debian-12-r0", "26.0.5"}},
+		{"release-2026.11.28", []string{"release-2026.11.28", "2026.11.28"}},
+		{"1.4.0-rc.1", []string{"1.4.0-rc.1"}}, // a release candidate is not the release
 		{"latest", nil},
 		{"ghcr.io/acme/api", nil},
 		{"ghcr.io/acme/api@sha256:abc", nil},

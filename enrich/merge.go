@@ -47,6 +47,9 @@ var mutableTags = map[string]bool{
 	"release": true, "test": true, "current": true, "live": true,
 }
 
+// baseImageSuffix: a version tag that names the base image after it.
+var baseImageSuffix = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)+)-(?:debian|alpine|ubuntu|slim|bookworm|bullseye|buster|jammy|noble|focal|distroless|ubi|scratch|r[0-9]+)`)
+
 // genericTagWords prefix a version in a tag without naming a component.
 var genericTagWords = map[string]bool{"release": true, "rel": true, "version": true, "ver": true, "tag": true, "build": true, "deploy": true, "prod": true}
 
@@ -99,7 +102,7 @@ type observation struct {
 }
 
 // nonProduction matches the names teams give pre-production stages.
-var nonProduction = regexp.MustCompile(`(^|[^a-z])(stag(e|ing)?|stg|dev|develop(ment)?|test(ing)?|qa|uat|preview|sandbox|review)([^a-z0-9]|$)`)
+var nonProduction = regexp.MustCompile(`(^|[^a-z])(stag(e|ing)?|stg|dev|develop(ment)?|test(ing)?|qa|uat|sit|preview|sandbox|review|demo|perf|integration|pre-?prod(uction)?|non-?prod(uction)?)([^a-z0-9]|$)`)
 
 // stageOf is what the alert's labels say about its stage: "staging" when
 // any of its environment, cluster or namespace labels names a
@@ -217,6 +220,10 @@ func versionTokens(v string) []token {
 		return []token{{value: v, sha: true}}
 	}
 	out := []token{{value: v}}
+	// "26.0.5-debian-12-r0": a version, then the base image it is built on.
+	if m := baseImageSuffix.FindStringSubmatch(v); m != nil {
+		out = append(out, token{value: m[1]})
+	}
 	// "release-2026.11.28", "api-v1.2.0": a word, then a version.
 	if i := strings.LastIndexAny(v, "-_"); i > 0 && i < len(v)-1 {
 		rest := strings.TrimPrefix(v[i+1:], "v")
@@ -457,9 +464,11 @@ func fold(a, b *observation) (pair, bool) {
 		}
 	case sources.KindDeploy, sources.KindDeployment:
 		// Not when the rollout shipped an image of another version than
-		// the one this deploy names (a sidecar bump beside a failed app
-		// deploy).
-		conflict := len(cause.tokens) > 0 && len(effect.tokens) > 0
+		// the one a deploy of the workload's own repository names (a
+		// sidecar bump beside a failed app deploy). An infrastructure or
+		// values repository's commit never shows in an image tag.
+		conflict := len(cause.tokens) > 0 && len(effect.tokens) > 0 && c.Subject.Repo != "" &&
+			sources.NormalizeRepo(c.Subject.Repo) == sources.NormalizeRepo(effect.ch.Subject.Repo)
 		if !conflict && !c.FinishedAt.IsZero() && lead <= mergeWindow && !effect.ch.StartedAt.After(c.FinishedAt.Add(effectLead)) {
 			return pair{strength: 1, gap: absDuration(lead)}, true
 		}
