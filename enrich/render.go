@@ -197,9 +197,14 @@ func what(ch sources.Change) string {
 // versionOf is how people name what a deploy shipped: a release's tag, a
 // commit's short SHA, else the version or revision as given.
 func versionOf(ch sources.Change) string {
-	rev, _, _ := strings.Cut(ch.Revision, ",")
+	rev, _, multi := strings.Cut(ch.Revision, ",")
+	_, moved, _ := strings.Cut(ch.Version, "@") // a multi-source sync names the source that moved
 	switch {
 	case ch.Kind == sources.KindRelease && ch.Version != "":
+		return ch.Version
+	case multi && isSHA(strings.ToLower(moved)):
+		return moved[:7]
+	case multi && ch.Version != "":
 		return ch.Version
 	case isSHA(strings.ToLower(rev)):
 		return rev[:7]

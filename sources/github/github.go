@@ -164,7 +164,7 @@ func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change
 		// Say so rather than answer nothing: a repository elsewhere
 		// (GitLab, another GitHub Enterprise) has releases this source
 		// cannot read.
-		return nil, fmt.Errorf("repository %s is not on %s, the GitHub this source reads (set base_url, or add a rule for the repo)", q.Subject.Repo, s.host)
+		return nil, fmt.Errorf("repository %s is not on %s, the GitHub this source reads: its releases and deployments are not shown", q.Subject.Repo, s.host)
 	}
 	s.mu.Lock()
 	st := s.repos[repo]

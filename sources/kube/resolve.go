@@ -2,6 +2,7 @@ package kube
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"regexp"
@@ -397,6 +398,12 @@ func (s *Source) serviceWorkloads(ns, svc string) ([]workload, string) {
 		if len(sel) == 0 {
 			return nil, ""
 		}
+		// Controllers add a revision hash to the selectors of the Services
+		// they manage (Argo Rollouts' active and preview Services): only
+		// the ReplicaSets' templates carry it, not the workload's.
+		sel = maps.Clone(sel)
+		delete(sel, "rollouts-pod-template-hash")
+		delete(sel, "pod-template-hash")
 		selector := labels.SelectorFromSet(sel)
 		var ws []workload
 		for _, w := range s.workloadsIn(ns) {
