@@ -342,6 +342,20 @@ func merge(changes []sources.Change, stage string) []sources.Change {
 		if gi == gj || !compatible(obs, members[gi], members[gj]) {
 			continue
 		}
+		// A CI deploy's or GitHub deployment's window only explains a
+		// rollout nothing else did: one a cause already named by its
+		// revision (a sidecar bump's CI event) is not also another deploy's
+		// that happened to be running. (A sync's window stands: the sync
+		// of a GitOps bump is how a release's rollout happened.)
+		if p.strength > 0 {
+			cause, effect := p.i, p.j
+			if obs[cause].effect {
+				cause, effect = effect, cause
+			}
+			if obs[cause].ch.Kind != sources.KindSync && hasCause(obs, members[group[effect]]) {
+				continue
+			}
+		}
 		for _, k := range members[gj] {
 			group[k] = gi
 		}
@@ -463,17 +477,15 @@ func fold(a, b *observation) (pair, bool) {
 			return pair{strength: 1, gap: absDuration(lead)}, true
 		}
 	case sources.KindDeploy, sources.KindDeployment:
-		// Not when the rollout shipped an image of another version than
-		// the one a deploy of the workload's own repository names (a
-		// sidecar bump beside a failed app deploy). An infrastructure or
-		// values repository's commit never shows in an image tag.
-		conflict := len(cause.tokens) > 0 && len(effect.tokens) > 0 && c.Subject.Repo != "" &&
-			sources.NormalizeRepo(c.Subject.Repo) == sources.NormalizeRepo(effect.ch.Subject.Repo)
-		if !conflict && !c.FinishedAt.IsZero() && lead <= mergeWindow && !effect.ch.StartedAt.After(c.FinishedAt.Add(effectLead)) {
+		if !c.FinishedAt.IsZero() && lead <= mergeWindow && !effect.ch.StartedAt.After(c.FinishedAt.Add(effectLead)) {
 			return pair{strength: 1, gap: absDuration(lead)}, true
 		}
 	}
 	return pair{}, false
+}
+
+func hasCause(obs []observation, idx []int) bool {
+	return slices.ContainsFunc(idx, func(i int) bool { return !obs[i].effect })
 }
 
 // compatible: the union of two groups holds at most one rollout per
@@ -544,9 +556,9 @@ func combine(obs []observation, idx []int) sources.Change {
 	}
 	// A person wrote the change; a bot's commit (an image bump in a
 	// GitOps repo) only carried it, so another cause's human author wins.
-	if isBot(out.Author) {
+	if sources.IsBot(out.Author) {
 		for _, c := range causes {
-			if c.Author != "" && !isBot(c.Author) {
+			if c.Author != "" && !sources.IsBot(c.Author) {
 				out.Author = c.Author
 				break
 			}
@@ -653,13 +665,6 @@ func compareIdentity(a, b *sources.Change) int {
 		strings.Compare(a.Subject.Namespace, b.Subject.Namespace), strings.Compare(a.Subject.Name, b.Subject.Name),
 		strings.Compare(a.Subject.Kind, b.Subject.Kind), strings.Compare(a.Subject.App, b.Subject.App),
 		strings.Compare(a.Subject.Repo, b.Subject.Repo))
-}
-
-// isBot: automation that commits or deploys for people.
-func isBot(name string) bool {
-	n := strings.ToLower(name)
-	return strings.HasSuffix(n, "[bot]") || strings.HasSuffix(n, "-bot") || strings.HasSuffix(n, " bot") || strings.HasPrefix(n, "bot-") ||
-		n == "bot" || strings.Contains(n, "image-updater") || n == "automated sync" || n == "github-actions" || n == "renovate" || n == "dependabot"
 }
 
 func fill(dst *string, v string) {

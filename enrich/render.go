@@ -116,7 +116,7 @@ func describe(ch sources.Change) string {
 		if v := versionOf(ch); v != "" {
 			b.WriteString(" " + v)
 			// A release's tag beside the commit it shipped.
-			if tag := ch.Version; tag != "" && tag != v && !strings.ContainsAny(tag, "@:/") && !mutableTags[strings.ToLower(tag)] {
+			if tag := ch.Version; tag != "" && tag != v && !strings.ContainsAny(tag, "@:/") && !mutableTags[strings.ToLower(tag)] && !isSHA(strings.ToLower(tag)) {
 				b.WriteString(" (" + tag + ")")
 			}
 			if v == ch.Version && ch.PreviousVersion != "" {

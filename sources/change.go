@@ -1,6 +1,7 @@
 package sources
 
 import (
+	"strings"
 	"time"
 )
 
@@ -99,4 +100,13 @@ type ImageChange struct {
 type Link struct {
 	Name string `json:"name"`
 	URL  string `json:"url"`
+}
+
+// IsBot reports whether an author or deployer is automation acting for
+// people (a release bot, an image updater, a CI app): a person wrote what
+// it carried.
+func IsBot(name string) bool {
+	n := strings.ToLower(name)
+	return strings.HasSuffix(n, "[bot]") || strings.HasSuffix(n, "-bot") || strings.HasSuffix(n, " bot") || strings.HasPrefix(n, "bot-") ||
+		n == "bot" || strings.Contains(n, "image-updater") || n == "automated sync" || n == "github-actions" || n == "renovate" || n == "dependabot"
 }

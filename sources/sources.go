@@ -42,6 +42,16 @@ type SubjectResolver interface {
 	ResolveSubject(labels map[string]string, s Subject) (Subject, []ResolutionStep)
 }
 
+// AppRepos is implemented by sources that know an application's
+// repository (Argo CD: the git source of the app): a neighbour workload's
+// rollout can then be matched with its app's GitHub deployment. It answers
+// from caches.
+type AppRepos interface {
+	// RepoOfApp returns the normalised repository of the app deploying to
+	// namespace, or "".
+	RepoOfApp(app, namespace string) string
+}
+
 // ResolutionStep explains one piece of a resolution: which field got which
 // value, from where.
 type ResolutionStep struct {

@@ -66,6 +66,7 @@ var (
 	_ sources.Source          = (*Source)(nil)
 	_ sources.Starter         = (*Source)(nil)
 	_ sources.SubjectResolver = (*Source)(nil)
+	_ sources.AppRepos        = (*Source)(nil)
 )
 
 // New builds the source; client carries the TLS settings for argocd-server
@@ -703,6 +704,16 @@ func absDuration(d time.Duration) time.Duration {
 		return -d
 	}
 	return d
+}
+
+// RepoOfApp is the git repository of the app (by name or qualified
+// name) that deploys to namespace.
+func (s *Source) RepoOfApp(app, namespace string) string {
+	a, _ := s.lookupAny(sources.Subject{App: app})
+	if a == nil || !a.deploysTo(namespace) {
+		return ""
+	}
+	return a.gitRepo()
 }
 
 func orWorkload(kind string) string {

@@ -353,9 +353,13 @@ func (s *Source) attachCompare(ctx context.Context, repo string, c *sources.Chan
 			return
 		}
 		cp = compare{url: res.GetHTMLURL(), commits: res.GetTotalCommits()}
-		if n := len(res.Commits); n > 0 { // the head commit's author wrote what is deployed
-			head := res.Commits[n-1]
-			cp.headAuthor = cmp.Or(head.GetCommit().GetAuthor().GetName(), head.GetAuthor().GetLogin())
+		// The newest commit a person wrote: release tooling commits last
+		// (a version bump), but did not write what is deployed.
+		for i := len(res.Commits) - 1; i >= 0 && cp.headAuthor == ""; i-- {
+			c := res.Commits[i]
+			if a := cmp.Or(c.GetCommit().GetAuthor().GetName(), c.GetAuthor().GetLogin()); !sources.IsBot(a) && !sources.IsBot(c.GetAuthor().GetLogin()) {
+				cp.headAuthor = a
+			}
 		}
 		seen := map[string]bool{}
 		for _, commit := range res.Commits {
@@ -377,8 +381,8 @@ func (s *Source) attachCompare(ctx context.Context, repo string, c *sources.Chan
 		s.mu.Unlock()
 	}
 	c.CompareURL = cp.url
-	if c.Author == "" {
-		c.Author = cp.headAuthor
+	if c.Author == "" || sources.IsBot(c.Author) {
+		c.Author = cmp.Or(cp.headAuthor, c.Author)
 	}
 	if cp.commits > 0 {
 		summary := fmt.Sprintf("%d commit(s) by %s", cp.commits, strings.Join(cp.authors, ", "))
