@@ -162,11 +162,19 @@ var exportedLabels = []string{"namespace", "pod", "container", "deployment", "st
 var targetLabels = []string{"pod", "container", "service", "instance", "job", "endpoint"}
 
 // aliases name the same thing as a convention label: older Prometheus
-// kubernetes_sd relabelling, cAdvisor before 1.16, Istio's standard metrics.
+// kubernetes_sd relabelling, cAdvisor before 1.16, Istio's standard
+// metrics, OpenTelemetry's semantic conventions (k8s.*, service.name as
+// Prometheus labels), Datadog's Kubernetes tags.
 var aliases = []struct{ alias, label string }{
 	{"kubernetes_namespace", "namespace"}, {"kubernetes_pod_name", "pod"}, {"pod_name", "pod"}, {"container_name", "container"},
 	{"destination_workload_namespace", "namespace"}, {"destination_workload", "workload"},
 	{"destination_canonical_service", "app"}, {"destination_app", "app"},
+	{"k8s_namespace_name", "namespace"}, {"k8s_deployment_name", "deployment"}, {"k8s_statefulset_name", "statefulset"},
+	{"k8s_daemonset_name", "daemonset"}, {"k8s_pod_name", "pod"}, {"k8s_container_name", "container"},
+	{"k8s_cronjob_name", "cronjob"}, {"k8s_job_name", "job_name"}, {"service_name", "app"},
+	{"kube_namespace", "namespace"}, {"kube_deployment", "deployment"}, {"kube_stateful_set", "statefulset"},
+	{"kube_daemon_set", "daemonset"}, {"kube_container_name", "container"}, {"kube_service", "service"},
+	{"kube_cronjob", "cronjob"}, {"kube_job", "job_name"},
 }
 
 // normalize reads exported_<name> in place of <name> (dropping the
@@ -214,7 +222,10 @@ func normalize(labels map[string]string) (map[string]string, []Step) {
 		if out != nil {
 			cur = out[a.label]
 		}
-		if v := labels[a.alias]; v != "" && (cur == "" || a.alias == "destination_workload_namespace") && v != cur {
+		// A namespace these conventions carry is the object's, over a
+		// scraper's own.
+		authoritative := a.alias == "destination_workload_namespace" || a.alias == "k8s_namespace_name" || a.alias == "kube_namespace"
+		if v := labels[a.alias]; v != "" && (cur == "" || authoritative) && v != cur {
 			set(a.label, v, "label "+a.alias)
 		}
 	}
@@ -270,8 +281,11 @@ func (r *Resolver) Resolve(labels map[string]string) (sources.Subject, []Step) {
 		}
 	}
 	if s.Name == "" {
-		if hpa := labels["horizontalpodautoscaler"]; hpa != "" {
-			set("name", &s.Name, hpa, "guess from label horizontalpodautoscaler (an HPA is usually named after its workload)")
+		for _, l := range []string{"horizontalpodautoscaler", "poddisruptionbudget"} {
+			if v := labels[l]; v != "" {
+				set("name", &s.Name, v, "guess from label "+l+" (usually named after its workload)")
+				break
+			}
 		}
 	}
 	if s.Name == "" {
