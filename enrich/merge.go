@@ -47,8 +47,12 @@ var mutableTags = map[string]bool{
 	"release": true, "test": true, "current": true, "live": true,
 }
 
-// baseImageSuffix: a version tag that names the base image after it.
-var baseImageSuffix = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)+)-(?:debian|alpine|ubuntu|slim|bookworm|bullseye|buster|jammy|noble|focal|distroless|ubi|scratch|r[0-9]+)`)
+var (
+	versionLike = regexp.MustCompile(`^[0-9]+(\.[0-9]+)+$`)
+	// preRelease: what follows a version in a pre-release's tag; a commit
+	// after a version ("1.4.0-5f2c1e9") is a build of it, not 1.4.0.
+	preRelease = regexp.MustCompile(`^(rc|alpha|beta|pre|dev|snapshot|preview|canary|nightly|next|[0-9a-f]{7,})`)
+)
 
 // genericTagWords prefix a version in a tag without naming a component.
 var genericTagWords = map[string]bool{"release": true, "rel": true, "version": true, "ver": true, "tag": true, "build": true, "deploy": true, "prod": true}
@@ -220,9 +224,10 @@ func versionTokens(v string) []token {
 		return []token{{value: v, sha: true}}
 	}
 	out := []token{{value: v}}
-	// "26.0.5-debian-12-r0": a version, then the base image it is built on.
-	if m := baseImageSuffix.FindStringSubmatch(v); m != nil {
-		out = append(out, token{value: m[1]})
+	// "26.0.5-debian-12-r0", "4.0.5-management": a version, then the
+	// base image or variant it is built as (but "1.4.0-rc.1" is not 1.4.0).
+	if ver, variant, ok := strings.Cut(v, "-"); ok && versionLike.MatchString(ver) && variant != "" && !preRelease.MatchString(variant) {
+		out = append(out, token{value: ver})
 	}
 	// "release-2026.11.28", "api-v1.2.0": a word, then a version.
 	if i := strings.LastIndexAny(v, "-_"); i > 0 && i < len(v)-1 {

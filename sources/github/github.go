@@ -15,7 +15,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -268,14 +270,33 @@ func (s *Source) read(ctx context.Context, repo string) ([]sources.Change, error
 		rel = append(rel, c)
 	}
 	sort.Slice(rel, func(i, j int) bool { return rel[i].StartedAt.After(rel[j].StartedAt) })
-	// The previous release of the same component: a monorepo tags
-	// "api/v1.2.0" and "web/v3.4.0" side by side.
+	// The previous release of the same component (a monorepo tags
+	// "api/v1.2.0" and "web/v3.4.0" side by side): the highest lower
+	// version, not the last published (a v1.1.1 LTS patch published after
+	// v1.9.4 is not what v1.10.0 followed). Unparsable tags go by date.
 	for i := range rel {
-		for j := i + 1; j < len(rel); j++ {
-			if tagComponent(rel[j].Version) == tagComponent(rel[i].Version) {
-				rel[i].PreviousVersion = rel[j].Version
-				break
+		best := -1
+		for j := range rel {
+			if j == i || tagComponent(rel[j].Version) != tagComponent(rel[i].Version) {
+				continue
 			}
+			c, ok := compareVersions(rel[j].Version, rel[i].Version)
+			if !ok {
+				if j > i && best < 0 { // published earlier: sorted newest first
+					best = j
+				}
+				continue
+			}
+			if c < 0 {
+				if best < 0 {
+					best = j
+				} else if cb, okb := compareVersions(rel[j].Version, rel[best].Version); okb && cb > 0 {
+					best = j
+				}
+			}
+		}
+		if best >= 0 {
+			rel[i].PreviousVersion = rel[best].Version
 		}
 	}
 	if len(rel) > 0 && rel[0].PreviousVersion != "" {
@@ -447,6 +468,30 @@ func deploymentStatus(state string) string {
 		return sources.StatusInProgress
 	}
 	return sources.StatusUnknown
+}
+
+// compareVersions compares two release tags numerically ("v1.10.0" >
+// "v1.9.4"); ok is false when either is not dotted numbers.
+func compareVersions(a, b string) (int, bool) {
+	num := func(tag string) ([]int, bool) {
+		tag = strings.TrimPrefix(tag[strings.LastIndexByte(tag, '/')+1:], "v")
+		tag, _, _ = strings.Cut(tag, "-")
+		var out []int
+		for _, p := range strings.Split(tag, ".") {
+			n, err := strconv.Atoi(p)
+			if err != nil {
+				return nil, false
+			}
+			out = append(out, n)
+		}
+		return out, len(out) > 1
+	}
+	x, ok1 := num(a)
+	y, ok2 := num(b)
+	if !ok1 || !ok2 {
+		return 0, false
+	}
+	return slices.Compare(x, y), true
 }
 
 // tagComponent is a monorepo tag's component: "api" of "api/v1.2.0".

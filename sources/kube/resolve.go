@@ -283,6 +283,9 @@ func (s *Source) hpaTarget(ns, name string) (kind, target, from string) {
 	return "", "", ""
 }
 
+// jobOfCronJob: a CronJob's Job is <cronjob>-<minutes since epoch>.
+var jobOfCronJob = regexp.MustCompile(`^(.+)-[0-9]{8,}$`)
+
 // pvcOfStatefulSet: a volumeClaimTemplate's claim is <template>-<sts>-<ordinal>.
 var pvcOfStatefulSet = regexp.MustCompile(`^(.+)-([0-9]+)$`)
 
@@ -354,6 +357,13 @@ func (s *Source) ownerWalk(ns, pod string) (kind, name, path string) {
 		case KindStatefulSet, KindDaemonSet:
 			walk = append(walk, ref.Kind+" "+ref.Name)
 			return ref.Kind, ref.Name, "owner walk: " + strings.Join(walk, " → ")
+		case "Job":
+			// A CronJob names its Jobs <cronjob>-<scheduled minute>.
+			if m := jobOfCronJob.FindStringSubmatch(ref.Name); m != nil {
+				walk = append(walk, "Job "+ref.Name, "CronJob "+m[1]+" (from the Job's name)")
+				return "CronJob", m[1], "owner walk: " + strings.Join(walk, " → ")
+			}
+			return "Job", ref.Name, "owner walk: " + strings.Join(append(walk, "Job "+ref.Name), " → ")
 		default:
 			return "", "", fmt.Sprintf("owner walk: Pod %s is controlled by a %s, not a workload whatchanged follows", pod, ref.Kind)
 		}
