@@ -35,6 +35,10 @@ const mergeWindow = 30 * time.Minute
 // (CI publishes the release or event once the rollout is under way).
 const effectLead = 5 * time.Minute
 
+// windowGrace: clock skew and one-second timestamps around a deploy's
+// start–finish window.
+const windowGrace = time.Minute
+
 // releaseLead: a release may be published this long before its first
 // rollout (a staging soak). A redeploy of the same version later is not
 // folded: the release is already taken by its first rollout.
@@ -108,11 +112,14 @@ type observation struct {
 // nonProduction matches the names teams give pre-production stages.
 var nonProduction = regexp.MustCompile(`(^|[^a-z])(stag(e|ing)?|stg|dev|develop(ment)?|test(ing)?|qa|uat|sit|preview|sandbox|review|demo|perf|integration|pre-?prod(uction)?|non-?prod(uction)?)([^a-z0-9]|$)`)
 
-// stageOf is what the alert's labels say about its stage: "staging" when
-// any of its environment, cluster or namespace labels names a
+// stageOf is what the alert says about its stage: "staging" when its
+// namespace or any of its environment or cluster labels names a
 // pre-production stage, else "".
-func stageOf(labels map[string]string) string {
-	for _, l := range []string{"env", "environment", "stage", "cluster", "namespace", "tier"} {
+func stageOf(labels map[string]string, namespace string) string {
+	if nonProduction.MatchString(strings.ToLower(namespace)) {
+		return "staging"
+	}
+	for _, l := range []string{"env", "environment", "stage", "cluster", "tier", "deployment_environment", "deployment_environment_name", "k8s_cluster_name"} {
 		if nonProduction.MatchString(strings.ToLower(labels[l])) {
 			return "staging"
 		}
@@ -471,18 +478,20 @@ func fold(a, b *observation) (pair, bool) {
 	// A deploy's start–finish window holds the rollouts it caused, even
 	// one that shipped no new image (values, config): an Argo CD sync of
 	// the workload's app, a CI deploy or GitHub deployment that finished.
+	// Without a shared revision the window is tight: a restart minutes
+	// after a sync finished is not the sync's.
 	c := cause.ch
-	if lead < -effectLead {
+	if lead < -windowGrace {
 		return pair{}, false
 	}
 	switch c.Kind {
 	case sources.KindSync:
 		if c.Subject.App != "" && effect.ch.Subject.HasApp(c.Subject.App) &&
-			((!c.FinishedAt.IsZero() && !effect.ch.StartedAt.After(c.FinishedAt.Add(effectLead))) || (c.FinishedAt.IsZero() && lead <= mergeWindow)) {
+			((!c.FinishedAt.IsZero() && !effect.ch.StartedAt.After(c.FinishedAt.Add(windowGrace))) || (c.FinishedAt.IsZero() && lead <= mergeWindow)) {
 			return pair{strength: 1, gap: absDuration(lead)}, true
 		}
 	case sources.KindDeploy, sources.KindDeployment:
-		if !c.FinishedAt.IsZero() && lead <= mergeWindow && !effect.ch.StartedAt.After(c.FinishedAt.Add(effectLead)) {
+		if !c.FinishedAt.IsZero() && lead <= mergeWindow && !effect.ch.StartedAt.After(c.FinishedAt.Add(windowGrace)) {
 			return pair{strength: 1, gap: absDuration(lead)}, true
 		}
 	}

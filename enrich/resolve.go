@@ -171,7 +171,7 @@ var aliases = []struct{ alias, label string }{
 	{"destination_canonical_service", "app"}, {"destination_app", "app"},
 	{"k8s_namespace_name", "namespace"}, {"k8s_deployment_name", "deployment"}, {"k8s_statefulset_name", "statefulset"},
 	{"k8s_daemonset_name", "daemonset"}, {"k8s_pod_name", "pod"}, {"k8s_container_name", "container"},
-	{"k8s_cronjob_name", "cronjob"}, {"k8s_job_name", "job_name"}, {"service_name", "app"},
+	{"k8s_cronjob_name", "cronjob"}, {"k8s_job_name", "job_name"}, {"service_name", "app"}, {"service_namespace", "namespace"},
 	{"kube_namespace", "namespace"}, {"kube_deployment", "deployment"}, {"kube_stateful_set", "statefulset"},
 	{"kube_daemon_set", "daemonset"}, {"kube_container_name", "container"}, {"kube_service", "service"},
 	{"kube_cronjob", "cronjob"}, {"kube_job", "job_name"},
@@ -195,6 +195,22 @@ func normalize(labels map[string]string) (map[string]string, []Step) {
 		steps = append(steps, Step{Field: l, Value: v, From: from})
 	}
 	exported := labels["exported_namespace"] != "" && labels["exported_namespace"] != labels["namespace"]
+	// Linkerd's outbound metrics come from the client's proxy: the
+	// destination (dst_*) is what the alert is about.
+	if labels["direction"] == "outbound" && labels["dst_namespace"] != "" {
+		for _, w := range []string{"deployment", "statefulset", "daemonset"} {
+			if v := labels["dst_"+w]; v != "" {
+				set("namespace", labels["dst_namespace"], "label dst_namespace (an outbound metric's destination)")
+				for _, other := range []string{"deployment", "statefulset", "daemonset", "pod"} {
+					if labels[other] != "" {
+						set(other, "", "")
+					}
+				}
+				set(w, v, "label dst_"+w+" (an outbound metric's destination)")
+				break
+			}
+		}
+	}
 	// Argo CD's own metrics (argocd_app_info, the argocd mixin's alerts)
 	// name the app and where it deploys; namespace, pod, job are the
 	// application controller's.
@@ -227,6 +243,19 @@ func normalize(labels map[string]string) (map[string]string, []Step) {
 		authoritative := a.alias == "destination_workload_namespace" || a.alias == "k8s_namespace_name" || a.alias == "kube_namespace"
 		if v := labels[a.alias]; v != "" && (cur == "" || authoritative) && v != cur {
 			set(a.label, v, "label "+a.alias)
+		}
+	}
+	// A PodMonitor's or Probe's job is "<namespace>/<name>".
+	cur := func(l string) string {
+		if out != nil {
+			return out[l]
+		}
+		return labels[l]
+	}
+	if job := cur("job"); cur("namespace") == "" && strings.Count(job, "/") >= 1 {
+		parts := strings.Split(job, "/")
+		if ns := parts[len(parts)-2]; ns != "" && ns != "probe" {
+			set("namespace", ns, "label job "+job+" (<namespace>/<name>)")
 		}
 	}
 	if out == nil {
@@ -281,9 +310,9 @@ func (r *Resolver) Resolve(labels map[string]string) (sources.Subject, []Step) {
 		}
 	}
 	if s.Name == "" {
-		for _, l := range []string{"horizontalpodautoscaler", "poddisruptionbudget"} {
+		for _, l := range []string{"horizontalpodautoscaler", "poddisruptionbudget", "service"} {
 			if v := labels[l]; v != "" {
-				set("name", &s.Name, v, "guess from label "+l+" (usually named after its workload)")
+				set("name", &s.Name, v, "guess from label "+l+" (usually named like its workload)")
 				break
 			}
 		}

@@ -334,7 +334,62 @@ func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change
 	if !a.deploysTo(q.Subject.Namespace) {
 		return nil, nil // an app of that name, deploying to another namespace
 	}
-	return s.changesOf(ctx, a, q), ctx.Err()
+	out := s.changesOf(ctx, a, q, true)
+	return append(out, s.neighbours(ctx, a, q)...), ctx.Err()
+}
+
+// neighbours are the syncs in the look-back of the other apps deploying to
+// the subject's namespace, newest first and bounded: the neighbour
+// rollouts they caused then carry their commit. Only cached commit
+// metadata is used (the poll prefetches each app's newest syncs).
+func (s *Source) neighbours(ctx context.Context, own *application, q sources.Query) []sources.Change {
+	ns := q.Subject.Namespace
+	if ns == "" {
+		return nil
+	}
+	var apps []*application
+	seen := map[string]bool{own.Metadata.Namespace + "/" + own.Metadata.Name: true}
+	for _, inf := range s.informers {
+		for _, obj := range inf.GetStore().List() {
+			u, ok := obj.(*unstructured.Unstructured)
+			if !ok || seen[u.GetNamespace()+"/"+u.GetName()] {
+				continue
+			}
+			if dest, _, _ := unstructured.NestedString(u.Object, "spec", "destination", "namespace"); dest != ns {
+				continue // most apps deploy elsewhere: no conversion for them
+			}
+			var a application
+			if runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &a) == nil {
+				seen[u.GetNamespace()+"/"+u.GetName()] = true
+				apps = append(apps, &a)
+			}
+		}
+	}
+	s.mu.RLock()
+	for k, a := range s.restApps {
+		if !seen[k] && a.deploysTo(ns) {
+			seen[k] = true
+			apps = append(apps, a)
+		}
+	}
+	s.mu.RUnlock()
+	sort.Slice(apps, func(i, j int) bool {
+		return apps[i].Metadata.Namespace+"/"+apps[i].Metadata.Name < apps[j].Metadata.Namespace+"/"+apps[j].Metadata.Name
+	})
+	loose := q
+	loose.History = time.Time{} // neighbours within the look-back only
+	var out []sources.Change
+	for _, a := range apps {
+		if ctx.Err() != nil {
+			break
+		}
+		out = append(out, s.changesOf(ctx, a, loose, false)...)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].StartedAt.After(out[j].StartedAt) })
+	if q.MaxLoose > 0 && len(out) > q.MaxLoose {
+		out = out[:q.MaxLoose]
+	}
+	return out
 }
 
 func (s *Source) fetchApp(ctx context.Context, app string) (*application, error) {
@@ -393,7 +448,9 @@ type miss struct {
 	err   error
 }
 
-func (s *Source) changesOf(ctx context.Context, a *application, q sources.Query) []sources.Change {
+// changesOf lists the app's syncs in q's window; fetch: commit metadata may
+// be asked for (else only what is cached).
+func (s *Source) changesOf(ctx context.Context, a *application, q sources.Query, fetch bool) []sources.Change {
 	// The sync is about the namespace it deployed into that the alert is
 	// in (an app may deploy beyond its destination), and goes by the app's
 	// name and its qualified "<appNamespace>_<app>".
@@ -445,7 +502,7 @@ func (s *Source) changesOf(ctx context.Context, a *application, q sources.Query)
 			// look-back are asked about; older ones use what is cached, so
 			// a query reaching back for the last deploy costs no request
 			// per old sync.
-			fetch := i >= len(h)-metadataFor || !start.Before(q.Since)
+			fetch := fetch && (i >= len(h)-metadataFor || !start.Before(q.Since))
 			if md, ok := s.revisionMetadata(ctx, a, revs[idx], idx, len(entry.Revisions) > 0, fetch); ok {
 				c.Author = authorName(md.Author)
 				line, _, _ := strings.Cut(strings.TrimSpace(md.Message), "\n")
@@ -492,7 +549,7 @@ func (s *Source) changesOf(ctx context.Context, a *application, q sources.Query)
 			if idx < len(last) && last[idx] != revs[idx] {
 				c.CompareURL = compareURL(srcs[idx].RepoURL, last[idx], revs[idx])
 			}
-			if md, ok := s.revisionMetadata(ctx, a, revs[idx], idx, len(srcs) > 1, true); ok {
+			if md, ok := s.revisionMetadata(ctx, a, revs[idx], idx, len(srcs) > 1, fetch); ok {
 				c.Author = authorName(md.Author)
 				line, _, _ := strings.Cut(strings.TrimSpace(md.Message), "\n")
 				if c.Status == sources.StatusFailed && op.Message != "" {

@@ -69,8 +69,11 @@ func (s *Source) ResolveSubject(lbls map[string]string, subj sources.Subject) (s
 	// the cluster does not have gives the other labels their turn, and is
 	// kept only when none of them names a workload (a CI event may still
 	// name it); a workload label the alert states is kept and reported.
+	// A name taken from the service label waits for the Service's own
+	// selector.
 	var guess sources.Subject
-	if subj.Name != "" && !explicit && !walked && ns != "" && len(s.findWorkloads(ns, subj.Kind, subj.Name)) == 0 &&
+	fromService := subj.Kind == "" && subj.Name != "" && subj.Name == lbls["service"]
+	if subj.Name != "" && !explicit && !walked && ns != "" && (fromService || len(s.findWorkloads(ns, subj.Kind, subj.Name)) == 0) &&
 		slices.ContainsFunc(workloadKinds, func(k string) bool { return subj.Kind == "" || strings.EqualFold(k, subj.Kind) }) {
 		guess = subj
 		subj.Kind, subj.Name = "", ""
