@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"fmt"
 	"slices"
 	"sort"
 	"strconv"
@@ -37,7 +36,7 @@ func (s *Source) history(w workload, since, until time.Time) []sources.Change {
 	}
 	status, finished, approxStart := s.currentStatus(w, revs[len(revs)-1])
 	subj := s.subjectOf(w)
-	var out []sources.Change
+	out := make([]sources.Change, 0, len(revs)) // a Change is large: no regrowing
 	for i, r := range revs {
 		newest := i == len(revs)-1
 		start, reused := r.created, r.history != ""
@@ -65,7 +64,7 @@ func (s *Source) history(w workload, since, until time.Time) []sources.Change {
 		}
 		ch := sources.Change{
 			Source: s.name, Kind: sources.KindRollout, Subject: subj,
-			ID:        fmt.Sprintf("%s/%s/%s@%d", subj.Namespace, w.kind, subj.Name, r.number),
+			ID:        subj.Namespace + "/" + w.kind + "/" + subj.Name + "@" + strconv.FormatInt(r.number, 10),
 			Revision:  strconv.FormatInt(r.number, 10),
 			StartedAt: start.UTC(), Status: sources.StatusUnknown, Message: r.changeCause,
 		}
