@@ -183,3 +183,19 @@ func TestRevisionTokens(t *testing.T) {
 		t.Error("a component's version must match its own image only")
 	}
 }
+
+// An alert with an app and a stage but no namespace is not about the
+// app's copy in another stage.
+func TestAppOnlyAlertKeepsToItsStage(t *testing.T) {
+	prod := sources.Change{Source: "s", Kind: "deploy", ID: "prod", Subject: sources.Subject{Namespace: "prod", Name: "checkout", App: "checkout"}, StartedAt: t0.Add(-50 * time.Minute)}
+	staging := sources.Change{Source: "s", Kind: "deploy", ID: "staging", Subject: sources.Subject{Namespace: "staging", Name: "checkout", App: "checkout"}, StartedAt: t0.Add(-7 * time.Minute)}
+	rep := enrichWith(t, t0, alert(map[string]string{"app": "checkout", "env": "prod"}), prod, staging)
+	if rep.Suspect == nil || rep.Suspect.ID != "prod" || len(rep.Ranking) != 1 {
+		t.Errorf("suspect %+v, ranking %+v: want prod's deploy only", rep.Suspect, rep.Ranking)
+	}
+	// Without a stated stage, both copies are this app's.
+	rep = enrichWith(t, t0, alert(map[string]string{"app": "checkout"}), prod, staging)
+	if len(rep.Ranking) != 2 {
+		t.Errorf("ranking %+v: want both copies", rep.Ranking)
+	}
+}

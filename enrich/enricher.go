@@ -221,7 +221,8 @@ func (e *Enricher) Enrich(ctx context.Context, alerts []*Alert, skip func(*Alert
 			}
 		}
 		sort.Strings(errs)
-		rk := e.rank(rep.Subject, rep.Window, rep.Sources, stageOf(a.Labels, rep.Subject.Namespace))
+		stage, stated := stageOf(a.Labels, rep.Subject.Namespace)
+		rk := e.rank(rep.Subject, rep.Window, rep.Sources, stage, stated)
 		rep.Ranking, rep.Suspect, rep.LastDeploy = rk.changes, rk.suspect, rk.lastDeploy
 		rep.Annotations = e.render(a, rep.Subject, rk, errs)
 		if rep.Ranking == nil {

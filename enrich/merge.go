@@ -112,19 +112,26 @@ type observation struct {
 // nonProduction matches the names teams give pre-production stages.
 var nonProduction = regexp.MustCompile(`(^|[^a-z])(stag(e|ing)?|stg|dev|develop(ment)?|test(ing)?|qa|uat|sit|preview|sandbox|review|demo|perf|integration|pre-?prod(uction)?|non-?prod(uction)?)([^a-z0-9]|$)`)
 
+// stageLabels say which stage an alert comes from.
+var stageLabels = []string{"env", "environment", "stage", "cluster", "tier", "deployment_environment", "deployment_environment_name", "k8s_cluster_name"}
+
 // stageOf is what the alert says about its stage: "staging" when its
 // namespace or any of its environment or cluster labels names a
-// pre-production stage, else "".
-func stageOf(labels map[string]string, namespace string) string {
+// pre-production stage, else "". stated: a label says it (production
+// included), not just the absence of a pre-production name.
+func stageOf(labels map[string]string, namespace string) (stage string, stated bool) {
 	if nonProduction.MatchString(strings.ToLower(namespace)) {
-		return "staging"
+		return "staging", true
 	}
-	for _, l := range []string{"env", "environment", "stage", "cluster", "tier", "deployment_environment", "deployment_environment_name", "k8s_cluster_name"} {
-		if nonProduction.MatchString(strings.ToLower(labels[l])) {
-			return "staging"
+	for _, l := range stageLabels {
+		if v := strings.ToLower(labels[l]); v != "" {
+			stated = true
+			if nonProduction.MatchString(v) {
+				return "staging", true
+			}
 		}
 	}
-	return ""
+	return "", stated
 }
 
 // elsewhere: an environment of another stage than the alert's.

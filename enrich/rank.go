@@ -61,7 +61,7 @@ type candidate struct {
 // rank relates, merges, scores and orders the changes the sources returned
 // for an alert's subject, in w: from the look-back to the notification
 // (firing) or the alert's end (resolved).
-func (e *Enricher) rank(subject sources.Subject, w Window, results []SourceResult, stage string) ranked {
+func (e *Enricher) rank(subject sources.Subject, w Window, results []SourceResult, stage string, stated bool) ranked {
 	startsAt := w.StartsAt
 	var cands, older []candidate
 	for r := range results {
@@ -72,6 +72,11 @@ func (e *Enricher) rank(subject sources.Subject, w Window, results []SourceResul
 			}
 			rel := sources.Relate(subject, ch.Subject)
 			if rel == sources.RelationNone {
+				continue
+			}
+			// An alert that names no namespace but says its stage (env=prod)
+			// is not about the same app's copy in another stage's namespace.
+			if subject.Namespace == "" && stated && elsewhere(ch.Subject.Namespace, stage) {
 				continue
 			}
 			c := candidate{r, i, rel, e.scoreOf(rel, startsAt.Sub(ch.StartedAt)), ch.StartedAt}
