@@ -223,7 +223,7 @@ func TestMergeKeepsDistinctDeploys(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := merge([]sources.Change{tt.a, tt.b}, "")
+			got := merge([]sources.Change{tt.a, tt.b}, stage{})
 			if (len(got) == 1) != tt.same {
 				t.Fatalf("merge gave %d changes, want same=%v", len(got), tt.same)
 			}
@@ -245,7 +245,7 @@ func TestMergeFoldsOneRolloutPerWorkload(t *testing.T) {
 	apiRollout := rollout(api, "2", "ghcr.io/acme/api:5f2c1e9", t0.Add(time.Minute))
 	apiRollout.Relation = sources.RelationWorkload
 	got := merge([]sources.Change{ci, apiRollout,
-		rollout(api, "3", "ghcr.io/acme/api:77aa00b", t0.Add(2*time.Minute)), rollout(worker, "4", "ghcr.io/acme/worker:5f2c1e9", t0.Add(time.Minute))}, "")
+		rollout(api, "3", "ghcr.io/acme/api:77aa00b", t0.Add(2*time.Minute)), rollout(worker, "4", "ghcr.io/acme/worker:5f2c1e9", t0.Add(time.Minute))}, stage{})
 	if len(got) != 2 {
 		t.Fatalf("got %d changes, want the deploy and api rev 3: %+v", len(got), got)
 	}
@@ -267,7 +267,7 @@ func TestARedeployDoesNotTakeTheRelease(t *testing.T) {
 	rel := sources.Change{Source: "github", Kind: "release", ID: "rel", Subject: sources.Subject{Repo: "github.com/acme/api"}, Version: "v1.4.0", StartedAt: t0}
 	first := rollout(api, "2", "ghcr.io/acme/api:1.4.0", t0.Add(2*time.Minute))
 	again := rollout(api, "3", "ghcr.io/acme/api:1.4.0", t0.Add(3*time.Hour))
-	got := merge([]sources.Change{again, rel, first}, "")
+	got := merge([]sources.Change{again, rel, first}, stage{})
 	if len(got) != 2 {
 		t.Fatalf("got %d changes, want the release with rev 2, and rev 3: %+v", len(got), got)
 	}

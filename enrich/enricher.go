@@ -221,8 +221,7 @@ func (e *Enricher) Enrich(ctx context.Context, alerts []*Alert, skip func(*Alert
 			}
 		}
 		sort.Strings(errs)
-		stage, stated := stageOf(a.Labels, rep.Subject.Namespace)
-		rk := e.rank(rep.Subject, rep.Window, rep.Sources, stage, stated)
+		rk := e.rank(rep.Subject, rep.Window, rep.Sources, stageOf(a.Labels, rep.Subject.Namespace))
 		rep.Ranking, rep.Suspect, rep.LastDeploy = rk.changes, rk.suspect, rk.lastDeploy
 		rep.Annotations = e.render(a, rep.Subject, rk, errs)
 		if rep.Ranking == nil {

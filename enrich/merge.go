@@ -115,31 +115,32 @@ var nonProduction = regexp.MustCompile(`(^|[^a-z])(stag(e|ing)?|stg|dev|develop(
 // stageLabels say which stage an alert comes from.
 var stageLabels = []string{"env", "environment", "stage", "cluster", "tier", "deployment_environment", "deployment_environment_name", "k8s_cluster_name"}
 
-// stageOf is what the alert says about its stage: "staging" when its
-// namespace or any of its environment or cluster labels names a
-// pre-production stage, else "". stated: a label says it (production
-// included), not just the absence of a pre-production name.
-func stageOf(labels map[string]string, namespace string) (stage string, stated bool) {
+// stage is what an alert says about where it fires.
+type stage struct {
+	preProduction bool // its namespace or a stage label names a pre-production stage
+	stated        bool // a stage label says so either way (env=prod included)
+}
+
+// stageOf reads an alert's stage from its resolved namespace and labels.
+func stageOf(labels map[string]string, namespace string) stage {
 	if nonProduction.MatchString(strings.ToLower(namespace)) {
-		return "staging", true
+		return stage{preProduction: true, stated: true}
 	}
+	var st stage
 	for _, l := range stageLabels {
 		if v := strings.ToLower(labels[l]); v != "" {
-			stated = true
+			st.stated = true
 			if nonProduction.MatchString(v) {
-				return "staging", true
+				return stage{preProduction: true, stated: true}
 			}
 		}
 	}
-	return "", stated
+	return st
 }
 
-// elsewhere: an environment of another stage than the alert's.
-func elsewhere(env, stage string) bool {
-	if env == "" {
-		return false
-	}
-	return nonProduction.MatchString(strings.ToLower(env)) != (stage != "")
+// elsewhere: an environment (or namespace) of another stage than this.
+func (st stage) elsewhere(env string) bool {
+	return env != "" && nonProduction.MatchString(strings.ToLower(env)) != st.preProduction
 }
 
 func isEffect(c *sources.Change) bool {
@@ -234,7 +235,7 @@ func versionTokens(v string) []token {
 	if len(v) < 2 || mutableTags[v] {
 		return nil
 	}
-	if isSHA(v) {
+	if sources.IsSHA(v) {
 		return []token{{value: v, sha: true}}
 	}
 	out := []token{{value: v}}
@@ -257,23 +258,11 @@ func versionTokens(v string) []token {
 	for _, part := range strings.FieldsFunc(v, func(r rune) bool { return r == '-' || r == '_' || r == '+' }) {
 		// A tag part of 7+ hex with a letter is a commit; all digits is
 		// more likely a date or build number.
-		if part != v && isSHA(part) && strings.ContainsAny(part, "abcdef") {
+		if part != v && sources.IsSHA(part) && strings.ContainsAny(part, "abcdef") {
 			out = append(out, token{value: part, sha: true})
 		}
 	}
 	return out
-}
-
-func isSHA(s string) bool {
-	if len(s) < 7 || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // sameRevision reports whether two observations share a token; shaOnly
@@ -333,20 +322,15 @@ type pair struct {
 
 // merge folds the observations of one deploy. Changes arrive related to
 // the alert's subject (Relation set) and leave merged, in no set order.
-func merge(changes []sources.Change, stage string) []sources.Change {
-	obs := observe(changes, nil, stage)
+func merge(changes []sources.Change, st stage) []sources.Change {
+	obs := observe(changes, st)
 	if len(candidatePairs(obs)) == 0 {
 		return changes // the common case: nothing to fold, nothing to copy
 	}
 	// The same observations in any order must merge the same way: they
-	// are taken in an order of what they are (indices are sorted, not the
-	// large Change values).
-	order := make([]int, len(changes))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortFunc(order, func(a, b int) int { return compareIdentity(&changes[a], &changes[b]) })
-	obs = observe(changes, order, stage)
+	// are taken in an order of what they are (the small observations are
+	// sorted, not the large Change values).
+	slices.SortFunc(obs, func(a, b observation) int { return compareIdentity(a.ch, b.ch) })
 	pairs := candidatePairs(obs)
 	slices.SortStableFunc(pairs, func(a, b pair) int {
 		return cmp.Or(cmp.Compare(a.strength, b.strength), cmp.Compare(a.gap, b.gap))
@@ -390,17 +374,13 @@ func merge(changes []sources.Change, stage string) []sources.Change {
 	return out
 }
 
-// observe prepares the changes (in order, when given) for merging.
-func observe(changes []sources.Change, order []int, stage string) []observation {
+// observe prepares the changes for merging.
+func observe(changes []sources.Change, st stage) []observation {
 	obs := make([]observation, len(changes))
 	for i := range changes {
-		k := i
-		if order != nil {
-			k = order[i]
-		}
-		c := &changes[k]
+		c := &changes[i]
 		obs[i] = observation{ch: c, effect: isEffect(c), workload: workloadKey(c.Subject), tokens: tokensOf(c),
-			elsewhere: elsewhere(c.Environment, stage)}
+			elsewhere: st.elsewhere(c.Environment)}
 	}
 	return obs
 }
@@ -461,7 +441,7 @@ func fold(a, b *observation) (pair, bool) {
 	}
 	if !effect.effect { // two causes
 		shared, shaOnly := sameRevision(a, b)
-		gap := absDuration(a.ch.StartedAt.Sub(b.ch.StartedAt))
+		gap := a.ch.StartedAt.Sub(b.ch.StartedAt).Abs()
 		if !shared || gap > mergeWindow {
 			return pair{}, false
 		}
@@ -480,7 +460,7 @@ func fold(a, b *observation) (pair, bool) {
 		maxLead = releaseLead
 	}
 	if shared, _ := sameRevision(cause, effect); shared && lead >= -effectLead && lead <= maxLead {
-		return pair{gap: absDuration(lead)}, true
+		return pair{gap: lead.Abs()}, true
 	}
 	// A deploy's start–finish window holds the rollouts it caused, even
 	// one that shipped no new image (values, config): an Argo CD sync of
@@ -495,11 +475,11 @@ func fold(a, b *observation) (pair, bool) {
 	case sources.KindSync:
 		if c.Subject.App != "" && effect.ch.Subject.HasApp(c.Subject.App) &&
 			((!c.FinishedAt.IsZero() && !effect.ch.StartedAt.After(c.FinishedAt.Add(windowGrace))) || (c.FinishedAt.IsZero() && lead <= mergeWindow)) {
-			return pair{strength: 1, gap: absDuration(lead)}, true
+			return pair{strength: 1, gap: lead.Abs()}, true
 		}
 	case sources.KindDeploy, sources.KindDeployment:
 		if !c.FinishedAt.IsZero() && lead <= mergeWindow && !effect.ch.StartedAt.After(c.FinishedAt.Add(windowGrace)) {
-			return pair{strength: 1, gap: absDuration(lead)}, true
+			return pair{strength: 1, gap: lead.Abs()}, true
 		}
 	}
 	return pair{}, false
@@ -692,11 +672,4 @@ func fill(dst *string, v string) {
 	if *dst == "" {
 		*dst = v
 	}
-}
-
-func absDuration(d time.Duration) time.Duration {
-	if d < 0 {
-		return -d
-	}
-	return d
 }

@@ -61,7 +61,7 @@ type candidate struct {
 // rank relates, merges, scores and orders the changes the sources returned
 // for an alert's subject, in w: from the look-back to the notification
 // (firing) or the alert's end (resolved).
-func (e *Enricher) rank(subject sources.Subject, w Window, results []SourceResult, stage string, stated bool) ranked {
+func (e *Enricher) rank(subject sources.Subject, w Window, results []SourceResult, st stage) ranked {
 	startsAt := w.StartsAt
 	var cands, older []candidate
 	for r := range results {
@@ -76,7 +76,7 @@ func (e *Enricher) rank(subject sources.Subject, w Window, results []SourceResul
 			}
 			// An alert that names no namespace but says its stage (env=prod)
 			// is not about the same app's copy in another stage's namespace.
-			if subject.Namespace == "" && stated && elsewhere(ch.Subject.Namespace, stage) {
+			if subject.Namespace == "" && st.stated && st.elsewhere(ch.Subject.Namespace) {
 				continue
 			}
 			c := candidate{r, i, rel, e.scoreOf(rel, startsAt.Sub(ch.StartedAt)), ch.StartedAt}
@@ -89,7 +89,7 @@ func (e *Enricher) rank(subject sources.Subject, w Window, results []SourceResul
 		}
 	}
 	cands = best(cands, maxCandidates)
-	merged := merge(e.related(subject, results, cands), stage)
+	merged := merge(e.related(subject, results, cands), st)
 	e.score(merged, startsAt)
 	slices.SortStableFunc(merged, compareRanked)
 	r := ranked{changes: merged}
@@ -110,7 +110,7 @@ func (e *Enricher) rank(subject sources.Subject, w Window, results []SourceResul
 		if len(older) > maxHistory {
 			older = older[:maxHistory]
 		}
-		hist := merge(e.related(subject, results, older), stage)
+		hist := merge(e.related(subject, results, older), st)
 		e.score(hist, startsAt)
 		slices.SortStableFunc(hist, func(a, b sources.Change) int {
 			return cmp.Or(cmp.Compare(relationWeight[b.Relation], relationWeight[a.Relation]), b.StartedAt.Compare(a.StartedAt))

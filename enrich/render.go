@@ -116,7 +116,7 @@ func describe(ch sources.Change) string {
 		if v := versionOf(ch); v != "" {
 			b.WriteString(" " + v)
 			// A release's tag beside the commit it shipped.
-			if tag := ch.Version; tag != "" && tag != v && !strings.ContainsAny(tag, "@:/") && !mutableTags[strings.ToLower(tag)] && !isSHA(strings.ToLower(tag)) {
+			if tag := ch.Version; tag != "" && tag != v && !strings.ContainsAny(tag, "@:/") && !mutableTags[strings.ToLower(tag)] && !sources.IsSHA(strings.ToLower(tag)) {
 				b.WriteString(" (" + tag + ")")
 			}
 			if v == ch.Version && ch.PreviousVersion != "" {
@@ -202,11 +202,11 @@ func versionOf(ch sources.Change) string {
 	switch {
 	case ch.Kind == sources.KindRelease && ch.Version != "":
 		return ch.Version
-	case multi && isSHA(strings.ToLower(moved)):
+	case multi && sources.IsSHA(strings.ToLower(moved)):
 		return moved[:7]
 	case multi && ch.Version != "":
 		return ch.Version
-	case isSHA(strings.ToLower(rev)):
+	case sources.IsSHA(strings.ToLower(rev)):
 		return rev[:7]
 	case ch.Version != "":
 		return ch.Version

@@ -110,3 +110,17 @@ func IsBot(name string) bool {
 	return strings.HasSuffix(n, "[bot]") || strings.HasSuffix(n, "-bot") || strings.HasSuffix(n, " bot") || strings.HasPrefix(n, "bot-") ||
 		n == "bot" || strings.Contains(n, "image-updater") || n == "automated sync" || n == "github-actions" || n == "renovate" || n == "dependabot"
 }
+
+// IsSHA reports whether s looks like a git commit SHA or an abbreviation
+// of it: 7 to 64 hex characters, either case.
+func IsSHA(s string) bool {
+	if len(s) < 7 || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f' || r >= 'A' && r <= 'F') {
+			return false
+		}
+	}
+	return true
+}

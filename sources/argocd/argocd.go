@@ -474,7 +474,7 @@ func (s *Source) changesOf(ctx context.Context, a *application, q sources.Query,
 		// Argo CD before 2.x records only deployedAt; the last operation,
 		// when it is this sync, says when it started.
 		if op := a.Status.OperationState; start.Equal(entry.DeployedAt) && op != nil && op.FinishedAt != nil &&
-			op.StartedAt.Before(start) && absDuration(op.FinishedAt.Sub(entry.DeployedAt)) <= time.Minute {
+			op.StartedAt.Before(start) && op.FinishedAt.Sub(entry.DeployedAt).Abs() <= time.Minute {
 			start = op.StartedAt
 		}
 		if start.Before(q.From(sources.RelationApp)) || start.After(q.Until) {
@@ -754,13 +754,6 @@ func (s *Source) ResolveSubject(labels map[string]string, subj sources.Subject) 
 		step("namespace", subj.Namespace, "argocd app "+a.Metadata.Name+" destination")
 	}
 	return subj, steps
-}
-
-func absDuration(d time.Duration) time.Duration {
-	if d < 0 {
-		return -d
-	}
-	return d
 }
 
 // RepoOfApp is the git repository of the app (by name or qualified

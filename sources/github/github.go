@@ -261,7 +261,7 @@ func (s *Source) read(ctx context.Context, repo string) ([]sources.Change, error
 			Subject: sources.Subject{Repo: s.host + "/" + repo}, Version: r.GetTagName(), StartedAt: r.GetPublishedAt().UTC(),
 			FinishedAt: r.GetPublishedAt().UTC(), Status: sources.StatusSucceeded, Author: r.GetAuthor().GetLogin(),
 			URL: r.GetHTMLURL(), Message: r.GetName()}
-		if t := strings.ToLower(r.GetTargetCommitish()); isHex(t) && len(t) >= 7 {
+		if t := strings.ToLower(r.GetTargetCommitish()); sources.IsSHA(t) {
 			c.Revision = t // a release cut from a commit, not a branch
 		}
 		if r.GetPrerelease() {
@@ -500,13 +500,4 @@ func tagComponent(tag string) string {
 		return tag[:i]
 	}
 	return ""
-}
-
-func isHex(s string) bool {
-	for _, r := range s {
-		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
-			return false
-		}
-	}
-	return s != ""
 }
