@@ -99,13 +99,20 @@ type Enricher struct {
 	opts     Options
 	resolver *Resolver
 	sources  []SourceEntry
+	appRepos []sources.AppRepos // the sources that know apps' repositories
 	metrics  *Metrics
 	now      func() time.Time
 }
 
 // New builds an enricher. metrics may be nil.
 func New(opts Options, resolver *Resolver, entries []SourceEntry, metrics *Metrics) *Enricher {
-	return &Enricher{opts: opts.WithDefaults(), resolver: resolver, sources: entries, metrics: metrics, now: time.Now}
+	e := &Enricher{opts: opts.WithDefaults(), resolver: resolver, sources: entries, metrics: metrics, now: time.Now}
+	for _, entry := range entries {
+		if ar, ok := entry.Source.(sources.AppRepos); ok {
+			e.appRepos = append(e.appRepos, ar)
+		}
+	}
+	return e
 }
 
 // Report explains one enrichment: for each alert, how its subject was

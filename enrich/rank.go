@@ -169,12 +169,10 @@ func (e *Enricher) related(subject sources.Subject, results []SourceResult, cand
 		}
 		if ch.Subject.Repo == "" && ch.Subject.App != "" {
 			// Another workload's rollout: the repository of its app.
-			for _, entry := range e.sources {
-				if ar, ok := entry.Source.(sources.AppRepos); ok {
-					if repo := ar.RepoOfApp(ch.Subject.App, ch.Subject.Namespace); repo != "" {
-						ch.Subject.Repo = repo
-						break
-					}
+			for _, ar := range e.appRepos {
+				if repo := ar.RepoOfApp(ch.Subject.App, ch.Subject.Namespace); repo != "" {
+					ch.Subject.Repo = repo
+					break
 				}
 			}
 		}

@@ -27,7 +27,6 @@ import (
 
 	"golang.org/x/sync/singleflight"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
@@ -56,6 +55,12 @@ type Source struct {
 	metadata  map[string]revisionMetadata
 	misses    map[string]miss // apps not found or not readable, until the next refresh
 	informers []cache.SharedIndexInformer
+
+	// cat indexes restApps and the informers' applications; stale until
+	// rebuilt after they changed (catalog.go).
+	cat   atomic.Pointer[catalog]
+	stale atomic.Bool
+	catMu sync.Mutex
 
 	flight    singleflight.Group
 	restReady atomic.Bool
@@ -110,6 +115,9 @@ func (s *Source) Start(ctx context.Context) error {
 			f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(s.dyn, 0, ns, nil)
 			inf := f.ForResource(applicationsGVR).Informer()
 			if err := inf.SetTransform(stripApplication); err != nil {
+				return err
+			}
+			if err := s.watchChanges(inf); err != nil {
 				return err
 			}
 			s.informers = append(s.informers, inf)
@@ -206,6 +214,7 @@ func (s *Source) refresh(ctx context.Context) error {
 	s.mu.Lock()
 	s.restApps = apps
 	s.mu.Unlock()
+	s.changed()
 	for _, a := range apps {
 		h := a.Status.History
 		for i := len(h) - 1; i >= 0 && i >= len(h)-metadataFor; i-- {
@@ -217,41 +226,6 @@ func (s *Source) refresh(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// lookup finds an app by "<name>" or "<appNamespace>_<name>".
-func (s *Source) lookup(app string) *application {
-	ns, name, qualified := strings.Cut(app, "_")
-	if !qualified {
-		name, ns = app, ""
-	}
-	match := func(a *application) bool {
-		return a.Metadata.Name == name && (ns == "" || a.Metadata.Namespace == ns)
-	}
-	for _, inf := range s.informers {
-		for _, obj := range inf.GetStore().List() {
-			u, ok := obj.(*unstructured.Unstructured)
-			if !ok || u.GetName() != name || (ns != "" && u.GetNamespace() != ns) {
-				continue
-			}
-			var a application
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &a); err == nil {
-				return &a
-			}
-		}
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	var found *application
-	for _, a := range s.restApps {
-		if match(a) {
-			if found != nil {
-				return nil // the same name in two namespaces: ambiguous without the <ns>_ form
-			}
-			found = a
-		}
-	}
-	return found
 }
 
 // lookupAny finds the subject's app by any name it goes by, the qualified
@@ -271,36 +245,6 @@ func (s *Source) lookupAny(subj sources.Subject) (*application, string) {
 		}
 	}
 	return nil, names[0]
-}
-
-// managing finds the app that manages a workload (its status.resources);
-// its name is how alerts and changes call it.
-func (s *Source) managing(kind, ns, name string) *application {
-	for _, inf := range s.informers {
-		for _, obj := range inf.GetStore().List() {
-			u, ok := obj.(*unstructured.Unstructured)
-			if !ok {
-				continue
-			}
-			var a application
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &a); err == nil && a.manages(kind, ns, name) {
-				return &a
-			}
-		}
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	keys := make([]string, 0, len(s.restApps))
-	for k := range s.restApps {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys) // the same answer every time
-	for _, k := range keys {
-		if a := s.restApps[k]; a.manages(kind, ns, name) {
-			return a
-		}
-	}
-	return nil
 }
 
 // ErrNotSynced is returned until the applications were read once.
@@ -348,34 +292,11 @@ func (s *Source) neighbours(ctx context.Context, own *application, q sources.Que
 		return nil
 	}
 	var apps []*application
-	seen := map[string]bool{own.Metadata.Namespace + "/" + own.Metadata.Name: true}
-	for _, inf := range s.informers {
-		for _, obj := range inf.GetStore().List() {
-			u, ok := obj.(*unstructured.Unstructured)
-			if !ok || seen[u.GetNamespace()+"/"+u.GetName()] {
-				continue
-			}
-			if dest, _, _ := unstructured.NestedString(u.Object, "spec", "destination", "namespace"); dest != ns {
-				continue // most apps deploy elsewhere: no conversion for them
-			}
-			var a application
-			if runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &a) == nil {
-				seen[u.GetNamespace()+"/"+u.GetName()] = true
-				apps = append(apps, &a)
-			}
-		}
-	}
-	s.mu.RLock()
-	for k, a := range s.restApps {
-		if !seen[k] && a.deploysTo(ns) {
-			seen[k] = true
+	for _, a := range s.apps().byNamespace[ns] {
+		if a.key() != own.key() {
 			apps = append(apps, a)
 		}
 	}
-	s.mu.RUnlock()
-	sort.Slice(apps, func(i, j int) bool {
-		return apps[i].Metadata.Namespace+"/"+apps[i].Metadata.Name < apps[j].Metadata.Namespace+"/"+apps[j].Metadata.Name
-	})
 	loose := q
 	loose.History = time.Time{} // neighbours within the look-back only
 	var out []sources.Change
@@ -428,6 +349,7 @@ func (s *Source) fetchApp(ctx context.Context, app string) (*application, error)
 		s.mu.Lock()
 		s.restApps[a.Metadata.Namespace+"/"+a.Metadata.Name] = &a
 		s.mu.Unlock()
+		s.changed()
 		return &a, nil
 	})
 	if err != nil {

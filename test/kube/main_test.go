@@ -19,6 +19,8 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/whatchanged/whatchanged/test/controlplane"
 )
 
 var (
@@ -41,36 +43,23 @@ func run(m *testing.M) (int, error) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" || os.Getenv("WHATCHANGED_KUBE_CONTROLLER_MANAGER") == "" {
 		return 1, fmt.Errorf("KUBEBUILDER_ASSETS and WHATCHANGED_KUBE_CONTROLLER_MANAGER are not set; run `make test`, which builds the control plane")
 	}
-	// The upstream CRDs, copied with their provenance (test/testdata/README.md).
-	env = &envtest.Environment{
-		CRDInstallOptions: envtest.CRDInstallOptions{Paths: []string{
-			filepath.Join("..", "testdata", "argo-rollouts-rollout-crd.yaml"),
-			filepath.Join("..", "testdata", "argocd-application-crd.yaml"),
-		}, ErrorIfPathMissing: true},
-	}
+	env = controlplane.Environment(filepath.Join("..", "testdata"))
 	if _, err := env.Start(); err != nil {
 		return 1, fmt.Errorf("start control plane: %w", err)
 	}
 	defer env.Stop()
 
-	user, err := env.ControlPlane.AddUser(envtest.User{Name: "whatchanged-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return 1, err
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		return 1, err
-	}
 	dir, err := os.MkdirTemp("", "whatchanged-kube-")
 	if err != nil {
 		return 1, err
 	}
 	defer os.RemoveAll(dir)
-	kubeconfig = filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+	kc, cfg, err := controlplane.Admin(env, dir)
+	if err != nil {
 		return 1, err
 	}
-	client, err = kubernetes.NewForConfig(user.Config())
+	kubeconfig = kc
+	client, err = kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return 1, err
 	}

@@ -18,6 +18,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/whatchanged/whatchanged/test/controlplane"
 )
 
 var (
@@ -71,12 +73,7 @@ func run(m *testing.M) (int, error) {
 	// checking that the fake argocd-server's applications have the real
 	// shape (TestFakeApplicationShape). Objects are stored as JSON so the
 	// runner can back-date them in etcd (etcd.go).
-	env = &envtest.Environment{
-		CRDInstallOptions: envtest.CRDInstallOptions{Paths: []string{
-			filepath.Join("..", "testdata", "argo-rollouts-rollout-crd.yaml"),
-			filepath.Join("..", "testdata", "argocd-application-crd.yaml"),
-		}, ErrorIfPathMissing: true},
-	}
+	env = controlplane.Environment(filepath.Join("..", "testdata"))
 	env.ControlPlane.GetAPIServer().Configure().Set("storage-media-type", "application/json")
 	start := time.Now()
 	if _, err := env.Start(); err != nil {
@@ -86,19 +83,9 @@ func run(m *testing.M) (int, error) {
 	defer func() { _ = env.Stop() }()
 	etcdURL = env.ControlPlane.Etcd.URL
 
-	user, err := env.ControlPlane.AddUser(envtest.User{Name: "whatchanged-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
+	if kubeconfig, restConfig, err = controlplane.Admin(env, dir); err != nil {
 		return 1, err
 	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		return 1, err
-	}
-	kubeconfig = filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
-		return 1, err
-	}
-	restConfig = user.Config()
 	restConfig.QPS, restConfig.Burst = 1000, 1000 // the runner writes many objects in a row
 	if kube, err = kubernetes.NewForConfig(restConfig); err != nil {
 		return 1, err
