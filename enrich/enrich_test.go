@@ -308,6 +308,8 @@ func TestRenderGolden(t *testing.T) {
 		srcs   func() []SourceEntry
 	}{
 		{name: "suspect", labels: map[string]string{"namespace": "shop", "deployment": "api", "app": "shop-api", "repo": "github.com/acme/api"}},
+		{name: "changes-json-off", labels: map[string]string{"namespace": "shop", "deployment": "api", "app": "shop-api", "repo": "github.com/acme/api"},
+			opts: Options{Annotations: AnnotationOptions{ChangesJSON: new(false)}}},
 		{name: "no-changes", labels: map[string]string{"namespace": "billing", "deployment": "ledger"}},
 		{name: "unknown-subject", labels: map[string]string{"alertname": "Watchdog"}},
 		{name: "source-failed", labels: map[string]string{"namespace": "shop", "deployment": "api"},

@@ -26,7 +26,25 @@ type Options struct {
 	AnnotationPrefix   string        `yaml:"annotation_prefix"`
 	MaxChanges         int           `yaml:"max_changes"`
 	MaxAnnotationBytes int           `yaml:"max_annotation_bytes"`
+	// Annotations turns the optional annotations on and off.
+	Annotations AnnotationOptions `yaml:"annotations"`
 }
+
+// AnnotationOptions say which optional annotations are written.
+type AnnotationOptions struct {
+	// ChangesJSON writes whatchanged_changes, the ranked changes as JSON,
+	// for programs that read the webhook body. Alertmanager's default
+	// templates print every annotation, so in inline mode it would be the
+	// raw JSON on the on-call's screen. nil: on (the command chooses the
+	// default per mode).
+	ChangesJSON *bool `yaml:"changes_json"`
+}
+
+// ChangesJSONOn reports whether whatchanged_changes is written.
+func (a AnnotationOptions) ChangesJSONOn() bool { return a.ChangesJSON == nil || *a.ChangesJSON }
+
+// DefaultAnnotationPrefix starts the name of every annotation we write.
+const DefaultAnnotationPrefix = "whatchanged_"
 
 // DefaultOptions are the documented defaults.
 func DefaultOptions() Options {
@@ -36,7 +54,7 @@ func DefaultOptions() Options {
 		Lookahead:          5 * time.Minute,
 		SuspectWindow:      time.Hour,
 		HalfLife:           time.Hour,
-		AnnotationPrefix:   "whatchanged_",
+		AnnotationPrefix:   DefaultAnnotationPrefix,
 		MaxChanges:         5,
 		MaxAnnotationBytes: 4096,
 	}

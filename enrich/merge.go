@@ -418,7 +418,7 @@ func candidatePairs(obs []observation) []pair {
 		switch {
 		case o.effect:
 			effects = append(effects, i)
-		case o.ch.Kind == sources.KindSync || o.ch.Kind == sources.KindDeploy || o.ch.Kind == sources.KindDeployment:
+		case o.ch.Kind == sources.KindSync || o.ch.Kind == sources.KindDeploy || o.ch.Kind == sources.KindGitHubDeployment:
 			windowed = append(windowed, i)
 		}
 	}
@@ -477,7 +477,7 @@ func fold(a, b *observation) (pair, bool) {
 			((!c.FinishedAt.IsZero() && !effect.ch.StartedAt.After(c.FinishedAt.Add(windowGrace))) || (c.FinishedAt.IsZero() && lead <= mergeWindow)) {
 			return pair{strength: 1, gap: lead.Abs()}, true
 		}
-	case sources.KindDeploy, sources.KindDeployment:
+	case sources.KindDeploy, sources.KindGitHubDeployment:
 		if !c.FinishedAt.IsZero() && lead <= mergeWindow && !effect.ch.StartedAt.After(c.FinishedAt.Add(windowGrace)) {
 			return pair{strength: 1, gap: lead.Abs()}, true
 		}
@@ -511,7 +511,7 @@ func compatible(obs []observation, a, b []int) bool {
 
 // causeOrder picks which cause a merged deploy is named after: the one
 // closest to the deploy itself.
-var causeOrder = map[string]int{sources.KindSync: 0, sources.KindDeploy: 1, sources.KindDeployment: 2, sources.KindRelease: 3}
+var causeOrder = map[string]int{sources.KindSync: 0, sources.KindDeploy: 1, sources.KindGitHubDeployment: 2, sources.KindRelease: 3}
 
 var statusRank = map[string]int{sources.StatusFailed: 3, sources.StatusInProgress: 2, sources.StatusSucceeded: 1}
 

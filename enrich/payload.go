@@ -1,6 +1,24 @@
 // Package enrich is the pipeline: decode an Alertmanager payload, resolve
 // each alert's subject, ask the sources for changes within a budget, rank
 // them and render annotations. It knows nothing of HTTP.
+//
+// The annotations, after the prefix (Options.AnnotationPrefix, default
+// "whatchanged_"):
+//
+//	summary         always: a line per change, the suspect first, or why there is none
+//	suspect         the change that most likely caused the alert, one line
+//	links           the suspect's links, "name: url" lines (every link it has)
+//	compare_url     the suspect's diff from the previous to the deployed revision
+//	argocd_url      the Argo CD application that synced the suspect
+//	release_url     the GitHub release the suspect shipped
+//	deployment_url  the suspect's GitHub deployment status page (its log, else the environment)
+//	ci_url          the url CI pushed with the suspect (POST /api/v1/changes)
+//	changes         the ranked changes as compact JSON, for programs; off with
+//	                Options.Annotations.ChangesJSON = false
+//	error           the sources that failed or timed out
+//
+// A *_url annotation is written only when the suspect has that kind of
+// link, so a template can test for it and build a button from it.
 package enrich
 
 import (

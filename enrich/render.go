@@ -18,6 +18,26 @@ const (
 	AnnError   = "error"
 )
 
+// Link annotations of the suspect, one per kind of page, so a notification
+// template can make a button or a PagerDuty link of each without parsing
+// AnnLinks. Each has one meaning whatever source saw it.
+const (
+	AnnCompareURL    = "compare_url"    // the diff from the previous to the deployed revision (GitHub, GitLab)
+	AnnArgoCDURL     = "argocd_url"     // the Argo CD application that synced it
+	AnnReleaseURL    = "release_url"    // the GitHub release it shipped
+	AnnDeploymentURL = "deployment_url" // the GitHub deployment's status page: its log, else the environment
+	AnnCIURL         = "ci_url"         // the url CI pushed with the change (POST /api/v1/changes)
+)
+
+// Source names as the command names its sources (cmd/whatchanged). A
+// merged change keeps the other sources' URLs as links named after them
+// (merge.go), so a link's name is all that says where it came from.
+const (
+	sourceArgoCD  = "argocd"
+	sourceGitHub  = "github"
+	sourceChanges = "changes"
+)
+
 // maxMessageInJSON bounds a commit message inside whatchanged_changes.
 const maxMessageInJSON = 200
 
@@ -39,8 +59,13 @@ func (e *Enricher) render(a *Alert, subject sources.Subject, r ranked, errs []st
 		if links := linkLines(*r.suspect); links != "" {
 			ours[p+AnnLinks] = e.bound(links)
 		}
+		for name, url := range linkAnnotations(*r.suspect) {
+			if len(url) <= e.opts.MaxAnnotationBytes { // a cut URL is a broken link
+				ours[p+name] = url
+			}
+		}
 	}
-	if len(shown) > 0 {
+	if len(shown) > 0 && e.opts.Annotations.ChangesJSONOn() {
 		ours[p+AnnChanges] = e.changesJSON(shown)
 	}
 	if len(errs) > 0 {
@@ -94,7 +119,7 @@ func describe(ch sources.Change) string {
 	var b strings.Builder
 	bare := (ch.Kind == sources.KindRollout || ch.Kind == sources.KindRollback) && len(ch.Rollouts) == 0
 	switch ch.Kind {
-	case sources.KindSync, sources.KindRelease, sources.KindDeployment:
+	case sources.KindSync, sources.KindRelease, sources.KindGitHubDeployment:
 		b.WriteString(ch.Source + " " + ch.Kind)
 	default:
 		b.WriteString(ch.Kind)
@@ -248,6 +273,45 @@ func linkLines(ch sources.Change) string {
 		add(l.Name, l.URL)
 	}
 	return strings.Join(lines, "\n")
+}
+
+// linkAnnotations sorts the suspect's links by kind of page; the first of
+// each kind wins (the change's own URL, then its links in merge order).
+func linkAnnotations(ch sources.Change) map[string]string {
+	out := map[string]string{}
+	set := func(name, url string) {
+		if name != "" && url != "" && out[name] == "" {
+			out[name] = url
+		}
+	}
+	set(AnnCompareURL, ch.CompareURL)
+	set(linkKind(ch.Source, ch.Kind, ch.URL), ch.URL)
+	for _, l := range ch.Links {
+		if strings.HasSuffix(l.Name, " compare") {
+			set(AnnCompareURL, l.URL)
+			continue
+		}
+		set(linkKind(l.Name, "", l.URL), l.URL)
+	}
+	return out
+}
+
+// linkKind is the annotation of a URL from source, by the kind of change
+// when known. A GitHub link of unknown kind is a release when it is a
+// release page (GitHub's release URLs are …/releases/tag/<tag>), else a
+// deployment's status page. Kubernetes rollouts have no links.
+func linkKind(source, kind, url string) string {
+	switch {
+	case kind == sources.KindSync || source == sourceArgoCD:
+		return AnnArgoCDURL
+	case kind == sources.KindRelease || kind == "" && source == sourceGitHub && strings.Contains(url, "/releases/"):
+		return AnnReleaseURL
+	case kind == sources.KindGitHubDeployment || source == sourceGitHub:
+		return AnnDeploymentURL
+	case source == sourceChanges:
+		return AnnCIURL
+	}
+	return ""
 }
 
 // changesJSON is the compact array, cut from the end until it fits.

@@ -8,16 +8,16 @@ import (
 // Change kinds. Sources may add their own; these are the ones the pipeline
 // and the pushed-changes API know.
 const (
-	KindRollout    = "rollout"    // a Kubernetes workload revision
-	KindRollback   = "rollback"   // a Kubernetes workload back to an earlier template
-	KindSync       = "sync"       // an Argo CD sync
-	KindRelease    = "release"    // a GitHub release
-	KindDeployment = "deployment" // a GitHub deployment
-	KindDeploy     = "deploy"     // a deploy pushed by CI
-	KindConfig     = "config"
-	KindFlag       = "flag"
-	KindMigration  = "migration"
-	KindOther      = "other"
+	KindRollout          = "rollout"    // a Kubernetes workload revision
+	KindRollback         = "rollback"   // a Kubernetes workload back to an earlier template
+	KindSync             = "sync"       // an Argo CD sync
+	KindRelease          = "release"    // a GitHub release
+	KindGitHubDeployment = "deployment" // a GitHub deployment
+	KindDeploy           = "deploy"     // a deploy pushed by CI
+	KindConfig           = "config"
+	KindFlag             = "flag"
+	KindMigration        = "migration"
+	KindOther            = "other"
 )
 
 // Change statuses.

@@ -24,6 +24,10 @@ type Source interface {
 	Changes(ctx context.Context, q Query) ([]Change, error)
 }
 
+// ErrNotSynced is what a source that syncs answers before its first sync;
+// each wraps it with what it waits for and where to look.
+var ErrNotSynced = errors.New("not synced yet")
+
 // Starter is implemented by sources that need to load or sync before they
 // can answer (informer caches, a store on disk). Start must not block past
 // ctx; Ready reports whether answers are complete yet (for /readyz).

@@ -5,65 +5,34 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/whatchanged/whatchanged/enrich"
-	"github.com/whatchanged/whatchanged/enrich/deliver/slack"
-	"github.com/whatchanged/whatchanged/sources/argocd"
-	"github.com/whatchanged/whatchanged/sources/changes"
-	"github.com/whatchanged/whatchanged/sources/github"
-	"github.com/whatchanged/whatchanged/sources/kube"
 )
 
 // Config is the whole configuration file. Every key is documented in the
 // README's configuration reference; unknown keys are errors.
 type Config struct {
-	Listen      string                      `yaml:"listen"`
-	DataDir     string                      `yaml:"data_dir"`
-	Log         LogConfig                   `yaml:"log"`
-	Server      ServerConfig                `yaml:"server"`
-	Auth        AuthConfig                  `yaml:"auth"`
-	Enrich      enrich.Options              `yaml:"enrich"`
-	Rules       []enrich.Rule               `yaml:"rules"`
-	Sources     SourcesConfig               `yaml:"sources"`
-	Downstreams map[string]DownstreamConfig `yaml:"downstreams"`
-	Inline      InlineConfig                `yaml:"inline"`
-}
-
-// InlineConfig is the inline Alertmanager proxy: Prometheus posts alerts to
-// whatchanged, which enriches them and forwards to every upstream.
-type InlineConfig struct {
-	Enabled    bool             `yaml:"enabled"`
-	PathPrefix string           `yaml:"path_prefix"`
-	Upstreams  []UpstreamConfig `yaml:"upstreams"`
-}
-
-// UpstreamConfig is one Alertmanager behind the inline proxy.
-type UpstreamConfig struct {
-	Name            string          `yaml:"name"`
-	URL             string          `yaml:"url"`
-	Timeout         time.Duration   `yaml:"timeout"`
-	BearerToken     Secret          `yaml:"bearer_token"`
-	BearerTokenFile string          `yaml:"bearer_token_file"`
-	BasicAuth       BasicAuthConfig `yaml:"basic_auth"`
-	TLS             TLSConfig       `yaml:"tls"`
-}
-
-// TLSConfig is client TLS towards a downstream or upstream.
-type TLSConfig struct {
-	CAFile             string `yaml:"ca_file"`
-	CertFile           string `yaml:"cert_file"`
-	KeyFile            string `yaml:"key_file"`
-	ServerName         string `yaml:"server_name"`
-	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+	Listen      string         `yaml:"listen"`
+	DataDir     string         `yaml:"data_dir"`
+	Log         LogConfig      `yaml:"log"`
+	Server      ServerConfig   `yaml:"server"`
+	Auth        AuthConfig     `yaml:"auth"`
+	Enrich      enrich.Options `yaml:"enrich"`
+	Rules       []enrich.Rule  `yaml:"rules"`
+	Sources     SourcesConfig  `yaml:"sources"`
+	Downstreams Downstreams    `yaml:"downstreams"`
+	Inline      InlineConfig   `yaml:"inline"`
 }
 
 type LogConfig struct {
@@ -87,89 +56,6 @@ type BasicAuthConfig struct {
 	Username     string `yaml:"username"`
 	Password     Secret `yaml:"password"`
 	PasswordFile string `yaml:"password_file"`
-}
-
-type SourcesConfig struct {
-	Changes    ChangesSourceConfig    `yaml:"changes"`
-	Kubernetes KubernetesSourceConfig `yaml:"kubernetes"`
-	GitHub     GitHubSourceConfig     `yaml:"github"`
-	ArgoCD     ArgoCDSourceConfig     `yaml:"argocd"`
-}
-
-// ArgoCDSourceConfig: sync history over argocd-server's REST API and/or
-// Application resources; off unless enabled.
-type ArgoCDSourceConfig struct {
-	Enabled       bool      `yaml:"enabled"`
-	Token         Secret    `yaml:"token"`
-	TokenFile     string    `yaml:"token_file"`
-	TLS           TLSConfig `yaml:"tls"`
-	argocd.Config `yaml:",inline"`
-}
-
-// GitHubSourceConfig: releases, deployments and compares of the
-// repositories alerts map to. Token or GitHub App; off unless enabled.
-type GitHubSourceConfig struct {
-	Enabled       bool            `yaml:"enabled"`
-	Token         Secret          `yaml:"token"`
-	TokenFile     string          `yaml:"token_file"`
-	App           GitHubAppConfig `yaml:"app"`
-	github.Config `yaml:",inline"`
-}
-
-type GitHubAppConfig struct {
-	AppID          int64  `yaml:"app_id"`
-	InstallationID int64  `yaml:"installation_id"`
-	PrivateKeyFile string `yaml:"private_key_file"`
-}
-
-// KubernetesSourceConfig: rollout history and owner walks, off unless enabled.
-type KubernetesSourceConfig struct {
-	Enabled     bool `yaml:"enabled"`
-	kube.Config `yaml:",inline"`
-}
-
-// ChangesSourceConfig: the pushed-changes source is on unless disabled.
-type ChangesSourceConfig struct {
-	Enabled        *bool `yaml:"enabled"`
-	changes.Config `yaml:",inline"`
-}
-
-func (c ChangesSourceConfig) On() bool { return c.Enabled == nil || *c.Enabled }
-
-// DownstreamConfig is a receiver of enriched webhook notifications.
-type DownstreamConfig struct {
-	URL             Secret            `yaml:"url"`
-	URLFile         string            `yaml:"url_file"`
-	Timeout         time.Duration     `yaml:"timeout"`
-	BearerToken     Secret            `yaml:"bearer_token"`
-	BearerTokenFile string            `yaml:"bearer_token_file"`
-	BasicAuth       BasicAuthConfig   `yaml:"basic_auth"`
-	Headers         map[string]Secret `yaml:"headers"`
-	TLS             TLSConfig         `yaml:"tls"`
-	// Slack makes this downstream Slack itself (threads per alert group)
-	// instead of a webhook URL.
-	Slack *SlackConfig `yaml:"slack"`
-}
-
-// SlackConfig is a Slack downstream: a bot token with chat:write.
-type SlackConfig struct {
-	Token             Secret         `yaml:"token"`
-	TokenFile         string         `yaml:"token_file"`
-	APIURL            string         `yaml:"api_url"`
-	Channel           string         `yaml:"channel"`
-	Severity          slack.Severity `yaml:"severity"`
-	ReplyBroadcast    bool           `yaml:"reply_broadcast"`
-	ResolvedRetention time.Duration  `yaml:"resolved_retention"`
-	// Redis shares thread state between replicas; without it the embedded
-	// store in data_dir keeps it.
-	Redis *RedisConfig `yaml:"redis"`
-}
-
-type RedisConfig struct {
-	Addr         string `yaml:"addr"`
-	Password     Secret `yaml:"password"`
-	PasswordFile string `yaml:"password_file"`
-	DB           int    `yaml:"db"`
 }
 
 // Secret is a configured secret: it prints, logs and marshals as <secret>.
@@ -335,10 +221,22 @@ func expandEnv(n *yaml.Node, file, _ string, errs *ConfigErrors) {
 	}
 }
 
-var durationType = reflect.TypeOf(time.Duration(0))
+var (
+	durationType  = reflect.TypeOf(time.Duration(0))
+	unmarshalerV3 = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
+	// Types of prometheus/common (http_config) unmarshal with yaml.v2's
+	// signature, which yaml.v3 still honours.
+	unmarshalerV2 = reflect.TypeOf((*interface{ UnmarshalYAML(func(any) error) error })(nil)).Elem()
+)
 
-// checkKeys walks the document against the Go type, reporting unknown keys
-// (with the known ones) and recording the line of every key path.
+// checkKeys walks the document against the Go type and reports, each with
+// its key path and line, in one pass: unknown keys (with the known ones),
+// values of the wrong type, durations that do not parse. It records the line
+// of every key path for later validation messages.
+//
+// Durations are Prometheus's (prometheus/common model.Duration: 30s, 1h30m,
+// 7d, 1w, 1y) as well as Go's (1.5h, 500ms); each is rewritten in place to
+// Go's form so decoding into time.Duration takes it.
 func checkKeys(n *yaml.Node, t reflect.Type, path, file string, lines map[string]int, errs *ConfigErrors) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -346,13 +244,46 @@ func checkKeys(n *yaml.Node, t reflect.Type, path, file string, lines map[string
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return // an empty value keeps the default
+	}
+	bad := func(msg string) {
+		line := n.Line
+		if l, ok := lines[path]; ok { // the key's line, where a block value starts below it
+			line = l
+		}
+		*errs = append(*errs, ConfigError{File: file, Line: line, Key: orRoot(path), Msg: msg})
+	}
+	pt := reflect.PointerTo(t)
 	switch {
 	case t == durationType:
-	case t.Kind() == reflect.Struct:
+		if n.Kind != yaml.ScalarNode {
+			bad("expected a duration such as 30s, 5m, 1h or 7d")
+			return
+		}
+		d, err := parseDuration(n.Value)
+		if err != nil {
+			bad(fmt.Sprintf("%q is not a duration (such as 30s, 5m, 1h30m, 7d or 1w)", n.Value))
+			return
+		}
+		n.Value, n.Tag = d.String(), "!!str"
+		return
+	case pt.Implements(unmarshalerV3) || pt.Implements(unmarshalerV2):
+		// The type checks its own value (a URL, a TLS version, a whole
+		// http_config with its Validate): decode it here so its error
+		// carries the key path, then still look for unknown keys below.
+		if err := n.Decode(reflect.New(t).Interface()); err != nil {
+			bad(strings.TrimPrefix(yamlError(file, err).Msg, "unmarshal errors:\n  "))
+			return
+		}
+		if t.Kind() != reflect.Struct || n.Kind != yaml.MappingNode {
+			return
+		}
+	}
+	switch t.Kind() {
+	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			if !(n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
-				*errs = append(*errs, ConfigError{File: file, Line: n.Line, Key: orRoot(path), Msg: "expected a mapping of keys"})
-			}
+			bad("expected a mapping of keys")
 			return
 		}
 		fields := yamlFields(t)
@@ -362,24 +293,61 @@ func checkKeys(n *yaml.Node, t reflect.Type, path, file string, lines map[string
 			lines[p] = k.Line
 			ft, ok := fields[k.Value]
 			if !ok {
-				*errs = append(*errs, ConfigError{File: file, Line: k.Line, Key: p, Msg: "unknown key (known: " + strings.Join(sortedNames(fields), ", ") + ")"})
+				*errs = append(*errs, ConfigError{File: file, Line: k.Line, Key: p, Msg: "unknown key (known: " + strings.Join(slices.Sorted(maps.Keys(fields)), ", ") + ")"})
 				continue
 			}
 			checkKeys(v, ft, p, file, lines, errs)
 		}
-	case t.Kind() == reflect.Map && n.Kind == yaml.MappingNode:
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			bad("expected a mapping")
+			return
+		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			p := join(path, n.Content[i].Value)
 			lines[p] = n.Content[i].Line
 			checkKeys(n.Content[i+1], t.Elem(), p, file, lines, errs)
 		}
-	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			bad("expected a list")
+			return
+		}
 		for i, item := range n.Content {
 			p := fmt.Sprintf("%s[%d]", path, i)
 			lines[p] = item.Line
 			checkKeys(item, t.Elem(), p, file, lines, errs)
 		}
+	case reflect.Bool, reflect.Int, reflect.Int64, reflect.Int32, reflect.Uint, reflect.Uint64, reflect.Uint32, reflect.Float64, reflect.String:
+		if n.Kind != yaml.ScalarNode {
+			bad("expected a single value, not a list or mapping")
+			return
+		}
+		if err := n.Decode(reflect.New(t).Interface()); err != nil {
+			bad(fmt.Sprintf("%q is not %s", n.Value, kindName(t.Kind())))
+		}
 	}
+}
+
+// parseDuration takes Prometheus's durations (7d, 1w, 1y, 1h30m) and Go's
+// (1.5h, 250ms).
+func parseDuration(s string) (time.Duration, error) {
+	if d, err := model.ParseDuration(s); err == nil {
+		return time.Duration(d), nil
+	}
+	return time.ParseDuration(s)
+}
+
+func kindName(k reflect.Kind) string {
+	switch k {
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	}
+	return "a whole number"
 }
 
 func yamlFields(t reflect.Type) map[string]reflect.Type {
@@ -389,26 +357,15 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 		tag := f.Tag.Get("yaml")
 		name, opts, _ := strings.Cut(tag, ",")
 		if strings.Contains(opts, "inline") {
-			for k, v := range yamlFields(f.Type) {
-				out[k] = v
-			}
+			maps.Copy(out, yamlFields(f.Type))
 			continue
 		}
-		if name == "" || name == "-" {
+		if name == "" || name == "-" || !f.IsExported() {
 			continue
 		}
 		out[name] = f.Type
 	}
 	return out
-}
-
-func sortedNames(m map[string]reflect.Type) []string {
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return names
 }
 
 func join(path, key string) string {
@@ -425,164 +382,112 @@ func orRoot(p string) string {
 	return p
 }
 
-// finish applies defaults, reads secret files and validates everything,
-// collecting all problems with their keys and lines.
-func (c *Config) finish(file string, lines map[string]int) error {
-	var errs ConfigErrors
-	bad := func(key, msg string) {
-		errs = append(errs, ConfigError{File: file, Line: lineOf(lines, key), Key: key, Msg: msg})
-	}
-	if c.Listen == "" {
-		bad("listen", "required (host:port)")
-	} else if _, _, err := splitHostPort(c.Listen); err != nil {
-		bad("listen", err.Error())
-	}
-	if c.Sources.Changes.On() && c.DataDir == "" {
-		bad("data_dir", "required when sources.changes is enabled")
-	}
-	switch c.Log.Level {
-	case "", "debug", "info", "warn", "error":
-	default:
-		bad("log.level", fmt.Sprintf("%q is not one of debug, info, warn, error", c.Log.Level))
-	}
-	switch c.Log.Format {
-	case "", "text", "json":
-	default:
-		bad("log.format", fmt.Sprintf("%q is not one of text, json", c.Log.Format))
-	}
-	if c.Server.MaxBodyBytes < 0 {
-		bad("server.max_body_bytes", "must not be negative")
-	}
-	c.Enrich = c.Enrich.WithDefaults()
-	for k, msg := range c.Enrich.Validate() {
-		bad("enrich."+k, msg)
-	}
-	if _, err := enrich.NewResolver(c.Rules); err != nil {
-		var re *enrich.RuleError
-		if errors.As(err, &re) {
-			bad(fmt.Sprintf("rules[%d].%s", re.Index, re.Key), re.Err.Error())
-		} else {
-			bad("rules", err.Error())
-		}
-	}
-	if c.Sources.Changes.On() {
-		c.Sources.Changes.Defaults()
-		for k, msg := range c.Sources.Changes.Validate() {
-			bad("sources.changes."+k, msg)
-		}
-	}
-	if c.Sources.Kubernetes.Enabled {
-		c.Sources.Kubernetes.Defaults()
-		for k, msg := range c.Sources.Kubernetes.Validate() {
-			bad("sources.kubernetes."+k, msg)
-		}
-	}
-	if g := &c.Sources.GitHub; g.Enabled {
-		g.Defaults()
-		for k, msg := range g.Validate() {
-			bad("sources.github."+k, msg)
-		}
-		readSecret(&g.Token, g.TokenFile, "sources.github.token", bad)
-		switch {
-		case g.App.AppID != 0:
-			if !g.Token.empty() {
-				bad("sources.github", "set token or app, not both")
-			}
-			if g.App.InstallationID == 0 || g.App.PrivateKeyFile == "" {
-				bad("sources.github.app", "app_id, installation_id and private_key_file are all required")
-			} else if key, err := os.ReadFile(g.App.PrivateKeyFile); err != nil {
-				bad("sources.github.app.private_key_file", err.Error())
-			} else {
-				g.Config.App = &github.App{AppID: g.App.AppID, InstallationID: g.App.InstallationID, PrivateKey: key}
-			}
-		case g.Token.empty():
-			bad("sources.github", "token, token_file or app is required (anonymous access allows 60 requests an hour)")
-		}
-		g.Config.Token = g.Token.reveal()
-	}
-	if a := &c.Sources.ArgoCD; a.Enabled {
-		a.Defaults()
-		for k, msg := range a.Validate() {
-			bad("sources.argocd."+k, msg)
-		}
-		readSecret(&a.Token, a.TokenFile, "sources.argocd.token", bad)
-		if a.Server != "" && a.Token.empty() {
-			bad("sources.argocd", "token or token_file is required with server (a read-only account's token)")
-		}
-		if _, err := a.TLS.build(); err != nil {
-			bad("sources.argocd.tls", err.Error())
-		}
-		a.Config.Token = a.Token.reveal()
-	}
-	readSecret(&c.Auth.BearerToken, c.Auth.BearerTokenFile, "auth.bearer_token", bad)
-	readSecret(&c.Auth.BasicAuth.Password, c.Auth.BasicAuth.PasswordFile, "auth.basic_auth.password", bad)
-	if c.Auth.BasicAuth.Username != "" && c.Auth.BasicAuth.Password.empty() {
-		bad("auth.basic_auth", "username set without password or password_file")
-	}
-	for _, name := range sortedDownstreams(c.Downstreams) {
-		d := c.Downstreams[name]
-		key := "downstreams." + name
-		readSecret(&d.URL, d.URLFile, key+".url", bad)
-		readSecret(&d.BearerToken, d.BearerTokenFile, key+".bearer_token", bad)
-		readSecret(&d.BasicAuth.Password, d.BasicAuth.PasswordFile, key+".basic_auth.password", bad)
-		if d.Slack != nil {
-			sl := d.Slack
-			readSecret(&sl.Token, sl.TokenFile, key+".slack.token", bad)
-			if sl.Token.empty() {
-				bad(key+".slack", "token or token_file is required (a bot token with chat:write)")
-			}
-			if sl.Channel == "" {
-				bad(key+".slack.channel", "required (the default channel)")
-			}
-			if sl.Redis != nil {
-				readSecret(&sl.Redis.Password, sl.Redis.PasswordFile, key+".slack.redis.password", bad)
-				if sl.Redis.Addr == "" {
-					bad(key+".slack.redis.addr", "required (host:port)")
-				}
-			} else if c.DataDir == "" {
-				bad(key+".slack", "thread state needs data_dir or redis")
-			}
-			if !d.URL.empty() {
-				bad(key, "set url or slack, not both")
-			}
-		} else if d.URL.empty() {
-			bad(key, "url or url_file is required")
-		} else if err := checkURL(d.URL.reveal()); err != nil {
-			bad(key+".url", err.Error()) // never quotes the URL itself
-		}
-		if d.Timeout < 0 {
-			bad(key+".timeout", "must not be negative")
-		}
-		if !d.BearerToken.empty() && d.BasicAuth.Username != "" {
-			bad(key, "set bearer_token or basic_auth, not both")
-		}
-		c.Downstreams[name] = d
-	}
-	c.finishInline(bad)
-	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
-	if len(errs) > 0 {
-		return errs
-	}
-	return nil
+// problems collects validation errors with their key path and line. in()
+// gives a part its own key prefix, so a part validates with keys relative
+// to itself and the message still names the full path.
+type problems struct {
+	file   string
+	lines  map[string]int
+	errs   *ConfigErrors
+	prefix string
 }
 
-func readSecret(dst *Secret, file, key string, bad func(string, string)) {
+func (p problems) in(key string) problems { p.prefix = join(p.prefix, key); return p }
+
+// root reports at top-level keys again (a source needing data_dir).
+func (p problems) root() problems { p.prefix = ""; return p }
+
+// bad reports msg at key (relative to the prefix; "" is the prefix itself).
+func (p problems) bad(key, msg string) {
+	full := p.prefix
+	if key != "" {
+		if strings.HasPrefix(key, "[") {
+			full += key
+		} else {
+			full = join(p.prefix, key)
+		}
+	}
+	*p.errs = append(*p.errs, ConfigError{File: p.file, Line: lineOf(p.lines, full), Key: orRoot(full), Msg: msg})
+}
+
+// secret reads a secret's *_file into dst, reporting at key ("token" for
+// token/token_file). The file is read once, here: secrets that must follow
+// a rotated file without a restart go through http_config instead.
+func (p problems) secret(dst *Secret, file, key string) {
 	if file == "" {
 		return
 	}
 	if !dst.empty() {
-		bad(key, "set either "+key[strings.LastIndex(key, ".")+1:]+" or its _file, not both")
+		p.bad(key, "set either "+key[strings.LastIndex(key, ".")+1:]+" or "+key+"_file, not both")
 		return
 	}
 	v, err := secretFromFile(file)
 	if err != nil {
-		bad(key+"_file", err.Error())
+		p.bad(key+"_file", err.Error())
 		return
 	}
 	if v.empty() {
-		bad(key+"_file", "file is empty")
+		p.bad(key+"_file", "file is empty")
 	}
 	*dst = v
+}
+
+// finish applies defaults, reads secret files and validates everything,
+// collecting all problems with their keys and lines.
+func (c *Config) finish(file string, lines map[string]int) error {
+	var errs ConfigErrors
+	p := problems{file: file, lines: lines, errs: &errs}
+	if c.Listen == "" {
+		p.bad("listen", "required (host:port)")
+	} else if _, _, err := splitHostPort(c.Listen); err != nil {
+		p.bad("listen", err.Error())
+	}
+	switch c.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		p.bad("log.level", fmt.Sprintf("%q is not one of debug, info, warn, error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "", "text", "json":
+	default:
+		p.bad("log.format", fmt.Sprintf("%q is not one of text, json", c.Log.Format))
+	}
+	if c.Server.MaxBodyBytes < 0 {
+		p.bad("server.max_body_bytes", "must not be negative")
+	}
+	c.Enrich = c.Enrich.WithDefaults()
+	if c.Inline.Enabled && c.Enrich.Annotations.ChangesJSON == nil {
+		// Alertmanager's default PagerDuty, Opsgenie, MS Teams and email
+		// templates print every annotation: 4 KB of JSON would open the
+		// page. Whoever wants it in inline mode sets it.
+		off := false
+		c.Enrich.Annotations.ChangesJSON = &off
+	}
+	for k, msg := range c.Enrich.Validate() {
+		p.bad("enrich."+k, msg)
+	}
+	if _, err := enrich.NewResolver(c.Rules); err != nil {
+		var re *enrich.RuleError
+		if errors.As(err, &re) {
+			p.bad(fmt.Sprintf("rules[%d].%s", re.Index, re.Key), re.Err.Error())
+		} else {
+			p.bad("rules", err.Error())
+		}
+	}
+	a := p.in("auth")
+	a.secret(&c.Auth.BearerToken, c.Auth.BearerTokenFile, "bearer_token")
+	a.secret(&c.Auth.BasicAuth.Password, c.Auth.BasicAuth.PasswordFile, "basic_auth.password")
+	if c.Auth.BasicAuth.Username != "" && c.Auth.BasicAuth.Password.empty() {
+		a.bad("basic_auth", "username set without password or password_file")
+	}
+	for _, pt := range c.parts() {
+		pt.finish(c, p.in(pt.key()))
+	}
+	slices.SortStableFunc(errs, func(a, b ConfigError) int { return a.Line - b.Line })
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
 }
 
 func lineOf(lines map[string]int, key string) int {
@@ -599,15 +504,6 @@ func lineOf(lines map[string]int, key string) int {
 	return 0
 }
 
-func sortedDownstreams(m map[string]DownstreamConfig) []string {
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return names
-}
-
 // marshalRedacted renders the effective config for `config check` with
 // secrets hidden.
 func (c Config) marshalRedacted() string {
@@ -616,42 +512,4 @@ func (c Config) marshalRedacted() string {
 	enc.SetIndent(2)
 	_ = enc.Encode(c)
 	return buf.String()
-}
-
-func (c *Config) finishInline(bad func(string, string)) {
-	in := &c.Inline
-	if !in.Enabled {
-		return
-	}
-	if len(in.Upstreams) == 0 {
-		bad("inline.upstreams", "at least one Alertmanager is required when inline.enabled is true")
-	}
-	if in.PathPrefix != "" && !strings.HasPrefix(in.PathPrefix, "/") {
-		bad("inline.path_prefix", "must start with /")
-	}
-	names := map[string]bool{}
-	for i := range in.Upstreams {
-		u := &in.Upstreams[i]
-		key := fmt.Sprintf("inline.upstreams[%d]", i)
-		if u.Name == "" {
-			u.Name = fmt.Sprintf("alertmanager-%d", i)
-		}
-		if names[u.Name] {
-			bad(key+".name", fmt.Sprintf("%q is used twice", u.Name))
-		}
-		names[u.Name] = true
-		if u.URL == "" {
-			bad(key+".url", "required")
-		} else if err := checkURL(u.URL); err != nil {
-			bad(key+".url", err.Error())
-		}
-		readSecret(&u.BearerToken, u.BearerTokenFile, key+".bearer_token", bad)
-		readSecret(&u.BasicAuth.Password, u.BasicAuth.PasswordFile, key+".basic_auth.password", bad)
-		if u.Timeout < 0 {
-			bad(key+".timeout", "must not be negative")
-		}
-		if _, err := u.TLS.build(); err != nil {
-			bad(key+".tls", err.Error())
-		}
-	}
 }

@@ -23,7 +23,18 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 			want: []string{"c.yaml:4: downstreams.pager.tiemout: unknown key"}},
 		{name: "unknown key in a rule", yaml: "rules:\n  - match: {a: b}\n    subject: {app: x}\n    matchers: []\n",
 			want: []string{"c.yaml:4: rules[0].matchers: unknown key"}},
-		{name: "wrong type", yaml: "enrich:\n  budget: fast\n", want: []string{"c.yaml:2:", "fast"}},
+		{name: "not a duration", yaml: "enrich:\n  budget: fast\n", want: []string{`c.yaml:2: enrich.budget: "fast" is not a duration`}},
+		{name: "wrong type", yaml: "enrich:\n  max_changes: many\n", want: []string{`c.yaml:2: enrich.max_changes: "many" is not a whole number`}},
+		{name: "wrong type in a list item", yaml: "inline:\n  enabled: yes please\n  upstreams:\n    - url: http://am:9093\n      timeout: [1s]\n",
+			want: []string{`c.yaml:2: inline.enabled: "yes please" is not true or false`, "c.yaml:5: inline.upstreams[0].timeout: expected a duration"}},
+		{name: "type, duration and unknown key in one pass", yaml: "enrich:\n  max_changes: x\n  lookback: 3 days\nsources:\n  kubernetes:\n    enabeld: true\n",
+			want: []string{"c.yaml:2: enrich.max_changes:", "c.yaml:3: enrich.lookback:", "c.yaml:6: sources.kubernetes.enabeld: unknown key"}},
+		{name: "bad http_config", yaml: "downstreams:\n  pager:\n    url: http://x\n    http_config:\n      authorization: {credentials: a, credentials_file: /b}\n",
+			want: []string{"c.yaml:4: downstreams.pager.http_config: at most one of authorization credentials & credentials_file"}},
+		{name: "unknown key in http_config", yaml: "downstreams:\n  pager:\n    url: http://x\n    http_config:\n      tls:\n        ca_file: /x\n",
+			want: []string{"c.yaml:5: downstreams.pager.http_config.tls: unknown key (known: authorization, basic_auth,"}},
+		{name: "bad discovery", yaml: "inline:\n  enabled: true\n  upstreams:\n    - {url: 'http://am:9093', discovery: srv}\n",
+			want: []string{`c.yaml:4: inline.upstreams[0].discovery: "srv" is not one of dns`}},
 		{name: "invalid value", yaml: "enrich:\n  budget: 1h\n", want: []string{"c.yaml:2: enrich.budget: must be between 10ms and 30s"}},
 		{name: "several problems at once", yaml: "log:\n  level: loud\nenrich:\n  max_changes: 0\n  lookback: 1s\n",
 			want: []string{"c.yaml:2: log.level:", "c.yaml:5: enrich.lookback:"}},
@@ -74,7 +85,9 @@ downstreams:
     url_file: ` + urlFile + `
   pager:
     url: https://pager.example.com/in
-    bearer_token: ${WC_TEST_PAGER_TOKEN}
+    http_config:
+      authorization:
+        credentials: ${WC_TEST_PAGER_TOKEN}
     timeout: 3s
 rules:
   - name: legacy
@@ -85,10 +98,10 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Auth.BearerToken.reveal() != "inbound-secret" || cfg.Downstreams["default"].URL.reveal() != "https://hooks.example.com/T/B/s3cr3t" {
+	if cfg.Auth.BearerToken.reveal() != "inbound-secret" || cfg.Downstreams["default"].URLFile != urlFile {
 		t.Errorf("secret files not read")
 	}
-	if cfg.Downstreams["pager"].BearerToken.reveal() != "pager-secret" || cfg.Downstreams["pager"].Timeout != 3*time.Second {
+	if string(cfg.Downstreams["pager"].HTTPConfig.Authorization.Credentials) != "pager-secret" || cfg.Downstreams["pager"].Timeout != 3*time.Second {
 		t.Errorf("env not expanded: %+v", cfg.Downstreams["pager"])
 	}
 	if cfg.Rules[0].MatchRE["alertname"] != "Legacy.*$" || cfg.Rules[0].Subject.App != "{{ .service }}" {
@@ -201,12 +214,12 @@ func writeTestFile(t *testing.T, dir, name, content string) string {
 func TestGitHubConfig(t *testing.T) {
 	dir := t.TempDir()
 	tok := writeTestFile(t, dir, "tok", "ghp_secret\n")
-	cfg, err := parseConfig("c.yaml", []byte("data_dir: "+dir+"\nsources:\n  github:\n    enabled: true\n    token_file: "+tok+"\n    base_url: https://ghe.example.com/api/v3\n    environments: [production]\n"))
+	cfg, err := parseConfig("c.yaml", []byte("data_dir: "+dir+"\nsources:\n  github:\n    enabled: true\n    http_config:\n      authorization:\n        credentials_file: "+tok+"\n    base_url: https://ghe.example.com/api/v3\n    environments: [production]\n    keep_for: 2d\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	g := cfg.Sources.GitHub
-	if g.Config.Token != "ghp_secret" || g.BaseURL != "https://ghe.example.com/api/v3/" || g.Refresh != 5*time.Minute || strings.Contains(cfg.marshalRedacted(), "ghp_secret") {
+	if g.HTTPConfig.Authorization.CredentialsFile != tok || g.BaseURL != "https://ghe.example.com/api/v3/" || g.Refresh != 5*time.Minute || g.KeepFor != 48*time.Hour {
 		t.Errorf("github config = %+v", g.Config)
 	}
 	_, err = parseConfig("c.yaml", []byte("sources:\n  github:\n    enabled: true\n    app:\n      app_id: 7\n"))
@@ -214,7 +227,7 @@ func TestGitHubConfig(t *testing.T) {
 		t.Errorf("incomplete app: %v", err)
 	}
 	_, err = parseConfig("c.yaml", []byte("sources:\n  github:\n    enabled: true\n"))
-	if err == nil || !strings.Contains(err.Error(), "token, token_file or app is required") {
+	if err == nil || !strings.Contains(err.Error(), "http_config.authorization (a token) or app is required") {
 		t.Errorf("no credentials: %v", err)
 	}
 }
@@ -233,5 +246,25 @@ func TestSlackDownstreamConfig(t *testing.T) {
 	_, err = parseConfig("c.yaml", []byte("downstreams:\n  slack:\n    slack:\n      channel: x\n      severty: {}\n"))
 	if err == nil || !strings.Contains(err.Error(), "c.yaml:5: downstreams.slack.slack.severty: unknown key") {
 		t.Errorf("typo: %v", err)
+	}
+}
+
+func TestChangesJSONDefaultsOffInInlineMode(t *testing.T) {
+	for _, tt := range []struct {
+		yaml string
+		want bool
+	}{
+		{"data_dir: /tmp\n", true},
+		{"data_dir: /tmp\ninline:\n  enabled: true\n  upstreams: [{url: 'http://am:9093'}]\n", false},
+		{"data_dir: /tmp\nenrich:\n  annotations: {changes_json: true}\ninline:\n  enabled: true\n  upstreams: [{url: 'http://am:9093'}]\n", true},
+		{"data_dir: /tmp\nenrich:\n  annotations: {changes_json: false}\n", false},
+	} {
+		cfg, err := parseConfig("c.yaml", []byte(tt.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.Enrich.Annotations.ChangesJSONOn(); got != tt.want {
+			t.Errorf("%q: changes_json %v, want %v", tt.yaml, got, tt.want)
+		}
 	}
 }

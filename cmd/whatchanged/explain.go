@@ -8,9 +8,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,7 +51,7 @@ func explain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	asJSON := fs.Bool("json", false, "print the full explanation as JSON")
 	serverURL := fs.String("server", "", "ask a running whatchanged at this URL instead of reading the store")
 	tokenFile := fs.String("token-file", "", "bearer token file for --server")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if len(labels) == 0 {
@@ -174,12 +175,7 @@ func printReport(w io.Writer, r enrich.Report) {
 			fmt.Fprintf(w, "  last deploy (before the look-back): %s\n", rankingLine(*c))
 		}
 		fmt.Fprintln(w, "\nAnnotations")
-		keys := make([]string, 0, len(a.Annotations))
-		for k := range a.Annotations {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(a.Annotations)) {
 			fmt.Fprintf(w, "  %s:\n", k)
 			for _, line := range strings.Split(a.Annotations[k], "\n") {
 				fmt.Fprintf(w, "    %s\n", line)
@@ -210,11 +206,7 @@ func rankingLine(c sources.Change) string {
 }
 
 func formatLabels(l map[string]string) string {
-	keys := make([]string, 0, len(l))
-	for k := range l {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(l))
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		parts[i] = fmt.Sprintf("%s=%q", k, l[k])

@@ -13,16 +13,29 @@ import (
 	"syscall"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
+// Build information, set at build time with -ldflags "-X main.version=…
+// -X main.revision=… -X main.buildDate=…" (the Makefile and hack/image do).
+// A plain `go build` falls back to what the Go toolchain stamped.
+var (
+	version   = "dev"
+	revision  = ""
+	buildDate = ""
+)
 
 const usage = `whatchanged: attach what changed just before an alert fired.
 
 Usage:
-  whatchanged [serve] [flags]        run the server (default)
-  whatchanged explain --labels k=v,… show what would be attached to an alert and why
-  whatchanged config check --config FILE
-  whatchanged version
+  whatchanged [serve] [flags]          run the server (default)
+  whatchanged explain --labels k=v,…   show what would be attached to an alert and why
+  whatchanged config check [--show] FILE
+                                       validate a config file; --show prints it
+                                       with secrets hidden and says which are set
+  whatchanged version                  print version, revision, build date, Go version
+  whatchanged help                     this text
+
+Flags:
+  -h, --help       this text (after a command: that command's flags)
+  --version        same as "version"
 
 Run "whatchanged <command> -h" for a command's flags.
 `
@@ -38,6 +51,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd := "serve"
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
+	} else if len(args) > 0 {
+		switch args[0] { // flags of the command line itself, not of serve
+		case "--version", "-version", "-v":
+			cmd = "version"
+		case "--help", "-help", "-h":
+			cmd = "help"
+		}
 	}
 	var err error
 	switch cmd {
@@ -52,18 +72,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			err = configCheck(args[1:], stdout, stderr)
 		}
 	case "version":
-		fmt.Fprintln(stdout, "whatchanged", version)
+		fmt.Fprintln(stdout, versionLine())
 	case "help":
 		fmt.Fprint(stdout, usage)
 	default:
 		err = usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}
 	var ue usageError
+	var fe flagError
 	switch {
 	case err == nil:
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.As(err, &fe):
+		return 2
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "whatchanged: %s\n\n%s", ue.msg, usage)
 		return 2
@@ -76,6 +99,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
+
+// flagError is a flag the command does not take; the flag package has
+// printed it with the command's flags already.
+type flagError struct{ error }
+
+// parseFlags parses a command's flags; a wrong flag exits 2, as a usage
+// error does, and -h exits 0.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		return flagError{err}
+	}
+	return err
+}
 
 // commonFlags are shared by serve and explain; flags override the file.
 type commonFlags struct {
@@ -132,8 +169,8 @@ func configCheck(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "config file to check")
-	show := fs.Bool("show", false, "print the effective configuration (secrets hidden)")
-	if err := fs.Parse(args); err != nil {
+	show := fs.Bool("show", false, "print the effective configuration (secrets hidden) and which secrets are set")
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *path == "" && fs.NArg() == 1 {
@@ -154,6 +191,14 @@ func configCheck(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "%s: ok\n", *path)
 	if *show {
 		fmt.Fprint(stdout, cfg.marshalRedacted())
+		fmt.Fprintln(stdout, "# secrets (values never shown):")
+		report := cfg.secretsReport()
+		if len(report) == 0 {
+			fmt.Fprintln(stdout, "#   none set")
+		}
+		for _, line := range report {
+			fmt.Fprintln(stdout, "#   "+line)
+		}
 	}
 	return nil
 }

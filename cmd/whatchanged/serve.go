@@ -24,7 +24,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var f commonFlags
 	f.register(fs, true)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -58,7 +58,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		Enricher: a.enricher, Targets: a.targets, Keeper: a.keeper, Changes: a.changes, Alertmanagers: a.alertmanagers,
 		Ready: a.ready, Gatherer: a.registry, Metrics: server.NewMetrics(a.registry), Log: log,
 	})
-	httpSrv := srv.HTTPServer(cfg.Enrich.Budget + a.maxDownstreamTimeout() + 5*time.Second)
+	httpSrv := srv.HTTPServer(cfg.Enrich.Budget + a.cfg.Downstreams.maxTimeout() + 5*time.Second)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

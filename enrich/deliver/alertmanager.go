@@ -9,21 +9,30 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/whatchanged/whatchanged/sources/httperr"
 )
 
-// UpstreamConfig is one Alertmanager of the inline mode. Header values
-// (auth) are secrets.
+// UpstreamConfig is one Alertmanager of the inline mode.
 type UpstreamConfig struct {
 	Name    string
 	URL     string
-	Headers map[string]string
 	Timeout time.Duration
-	// Transport carries the upstream's TLS settings; nil: a default one.
+	// DNSDiscovery posts alerts to every address the URL's host resolves
+	// to, as Prometheus does to every replica it discovers: behind a
+	// headless Service (prometheus-operator's alertmanager-operated), a
+	// post to the name would reach one random replica.
+	DNSDiscovery bool
+	// Resolver looks the host up; nil: the system's.
+	Resolver *net.Resolver
+	// Transport carries the upstream's http_config (credentials, TLS);
+	// nil: a default one.
 	Transport http.RoundTripper
 }
 
@@ -39,7 +48,15 @@ type upstream struct {
 	base    *url.URL
 	client  *http.Client
 	healthy atomic.Bool
+	// addrs caches DNS discovery's answer for addrsTTL.
+	mu       sync.Mutex
+	addrs    []string
+	resolved time.Time
 }
+
+// addrsTTL is how long a discovery answer is used: a replica that comes or
+// goes is seen within it, and a burst of alerts costs one lookup.
+const addrsTTL = 15 * time.Second
 
 // NewAlertmanagers builds the upstreams; it does no I/O.
 func NewAlertmanagers(cfgs []UpstreamConfig) (*Alertmanagers, error) {
@@ -101,29 +118,39 @@ func (a *Alertmanagers) PostAlerts(ctx context.Context, enriched, original []byt
 		ctype  string
 		note   string
 	}
-	answers := make([]answer, len(a.ups))
+	var sends []send
+	for _, up := range a.ups {
+		sends = append(sends, up.sends(ctx)...)
+	}
+	answers := make([]answer, len(sends))
 	var wg sync.WaitGroup
-	for i, up := range a.ups {
+	for i, sd := range sends {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			status, body, ctype, err := up.post(ctx, enriched)
+			status, body, ctype, err := sd.up.post(ctx, sd.base, enriched)
 			note := ""
-			if err == nil && status >= 400 && status < 500 && status != http.StatusTooManyRequests && !bytes.Equal(enriched, original) {
-				status, body, ctype, err = up.post(ctx, original)
+			if err == nil && refusedBody(status) && !bytes.Equal(enriched, original) {
+				status, body, ctype, err = sd.up.post(ctx, sd.base, original)
 				note = " (original body, after the enriched one was refused)"
 			}
-			switch {
-			case err != nil:
-				up.healthy.Store(false)
-				answers[i] = answer{note: fmt.Sprintf("%s: %v", up.Name, err)}
-			default:
-				up.healthy.Store(status < 500)
-				answers[i] = answer{status: status, body: body, ctype: ctype, note: fmt.Sprintf("%s: %d%s", up.Name, status, note)}
+			if err != nil {
+				answers[i] = answer{note: fmt.Sprintf("%s: %v%s", sd.name, err, sd.note)}
+				return
 			}
+			answers[i] = answer{status: status, body: body, ctype: ctype, note: fmt.Sprintf("%s: %d%s%s", sd.name, status, note, sd.note)}
 		}()
 	}
 	wg.Wait()
+	// An upstream is healthy when any of its addresses took the alerts
+	// without a server error.
+	healthy := map[*upstream]bool{}
+	for i, sd := range sends {
+		healthy[sd.up] = healthy[sd.up] || (answers[i].status > 0 && answers[i].status < 500)
+	}
+	for up, ok := range healthy {
+		up.healthy.Store(ok)
+	}
 
 	res := PostResult{Status: http.StatusServiceUnavailable}
 	var invalid *answer
@@ -149,19 +176,71 @@ func (a *Alertmanagers) PostAlerts(ctx context.Context, enriched, original []byt
 	return res
 }
 
-func (up *upstream) post(ctx context.Context, body []byte) (int, []byte, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, up.base.JoinPath(alertsPath).String(), bytes.NewReader(body))
+// send is one post of the alerts: to an upstream's URL, or to one of the
+// addresses its host resolves to.
+type send struct {
+	up   *upstream
+	name string
+	base *url.URL
+	note string
+}
+
+// sends lists where the alerts go for this upstream. With DNS discovery:
+// one per address; if the lookup fails and no earlier answer is cached,
+// the URL itself (one replica gets them, which beats none).
+func (up *upstream) sends(ctx context.Context) []send {
+	if !up.DNSDiscovery {
+		return []send{{up: up, name: up.Name, base: up.base}}
+	}
+	addrs, err := up.lookup(ctx)
+	if len(addrs) == 0 {
+		return []send{{up: up, name: up.Name, base: up.base, note: fmt.Sprintf(" (DNS discovery failed: %v; sent to the name)", err)}}
+	}
+	out := make([]send, 0, len(addrs))
+	for _, addr := range addrs {
+		b := *up.base
+		b.Host = addr
+		if p := up.base.Port(); p != "" {
+			b.Host = net.JoinHostPort(addr, p)
+		}
+		out = append(out, send{up: up, name: up.Name + "/" + addr, base: &b})
+	}
+	return out
+}
+
+// lookup resolves the upstream's host, cached for addrsTTL; on a failed
+// lookup the last answer is kept.
+func (up *upstream) lookup(ctx context.Context) ([]string, error) {
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	if up.addrs != nil && time.Since(up.resolved) < addrsTTL {
+		return up.addrs, nil
+	}
+	r := up.Resolver
+	if r == nil {
+		r = net.DefaultResolver
+	}
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	addrs, err := r.LookupHost(lctx, up.base.Hostname())
+	if err != nil {
+		return up.addrs, err
+	}
+	slices.Sort(addrs)
+	up.addrs, up.resolved = addrs, time.Now()
+	return addrs, nil
+}
+
+func (up *upstream) post(ctx context.Context, base *url.URL, body []byte) (int, []byte, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base.JoinPath(alertsPath).String(), bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, "", errors.New("invalid upstream URL")
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "whatchanged")
-	for k, v := range up.Headers {
-		req.Header.Set(k, v)
-	}
 	resp, err := up.client.Do(req)
 	if err != nil {
-		return 0, nil, "", scrubClientError(err, up.Timeout)
+		return 0, nil, "", httperr.Describe(err, up.Timeout)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
@@ -210,14 +289,11 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				out.Header[k] = vs
 			}
 		}
-		out.Header.Del("Authorization") // ours, not the upstream's
-		for k, v := range up.Headers {
-			out.Header.Set(k, v)
-		}
+		out.Header.Del("Authorization") // ours; the upstream's comes from its http_config
 		resp, err := up.client.Do(out)
 		if err != nil {
 			up.healthy.Store(false)
-			lastErr = fmt.Errorf("%s: %w", up.Name, scrubClientError(err, up.Timeout))
+			lastErr = fmt.Errorf("%s: %w", up.Name, httperr.Describe(err, up.Timeout))
 			// A refused connection never reached the upstream: safe to try
 			// the next one for any method. Other failures only for reads.
 			if idempotent || errors.Is(err, syscall.ECONNREFUSED) {
@@ -263,21 +339,3 @@ var hopHeaders = map[string]bool{
 }
 
 func hopHeader(k string) bool { return hopHeaders[http.CanonicalHeaderKey(k)] }
-
-// scrubClientError keeps what failed and drops the URL (which may carry
-// credentials in its user info or query).
-func scrubClientError(err error, timeout time.Duration) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return fmt.Errorf("timeout after %s", timeout)
-	}
-	var op *net.OpError
-	if errors.As(err, &op) {
-		return fmt.Errorf("%s: %w", op.Op, op.Err)
-	}
-	return err
-}

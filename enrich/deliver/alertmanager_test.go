@@ -2,11 +2,119 @@ package deliver
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/miekg/dns"
+	commoncfg "github.com/prometheus/common/config"
 )
+
+// bearer is what http_config.authorization builds: the credentials ride in
+// the transport, not in our request code.
+func bearer(token string) http.RoundTripper {
+	return commoncfg.NewAuthorizationCredentialsRoundTripper("Bearer", commoncfg.NewInlineSecret(token), http.DefaultTransport)
+}
+
+// TestDNSDiscoveryPostsToEveryReplica: behind a headless Service the name
+// resolves to every replica; each must get the alerts (Prometheus would
+// have sent to each), not one random replica. A real DNS server (miekg/dns)
+// answers the lookups over UDP; the replicas listen on 127.0.0.1 and
+// 127.0.0.2 on the same port, as pods of a StatefulSet do.
+func TestDNSDiscoveryPostsToEveryReplica(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string]int{}
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got[r.Host]++
+		mu.Unlock()
+		if r.Header.Get("Authorization") != "Bearer up-secret" {
+			t.Errorf("replica %s: auth %q", r.Host, r.Header.Get("Authorization"))
+		}
+	})
+	ln1, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln1.Addr().(*net.TCPAddr).Port
+	ln2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.2:%d", port))
+	if err != nil {
+		t.Fatalf("a second loopback address on the same port: %v", err)
+	}
+	for _, ln := range []net.Listener{ln1, ln2} {
+		srv := &http.Server{Handler: handler}
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+	}
+
+	var lookups sync.Mutex
+	answers := []string{"127.0.0.1", "127.0.0.2"}
+	queries := 0
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dnsSrv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(req)
+		q := req.Question[0]
+		lookups.Lock()
+		queries++
+		addrs := answers
+		lookups.Unlock()
+		if q.Qtype == dns.TypeA && q.Name == "alertmanager-operated.monitoring.svc.cluster.local." {
+			for _, a := range addrs {
+				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 5}, A: net.ParseIP(a)})
+			}
+		}
+		_ = w.WriteMsg(m)
+	})}
+	go dnsSrv.ActivateAndServe()
+	t.Cleanup(func() { dnsSrv.Shutdown() })
+	resolver := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "udp", pc.LocalAddr().String())
+	}}
+
+	a, err := NewAlertmanagers([]UpstreamConfig{{Name: "am", URL: fmt.Sprintf("http://alertmanager-operated.monitoring.svc.cluster.local:%d", port),
+		DNSDiscovery: true, Resolver: resolver, Transport: bearer("up-secret")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := a.PostAlerts(context.Background(), []byte(`[]`), []byte(`[]`))
+	want1, want2 := fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("127.0.0.2:%d", port)
+	mu.Lock()
+	if res.Status != 200 || got[want1] != 1 || got[want2] != 1 {
+		t.Fatalf("status %d, replicas got %v (%v)", res.Status, got, res.PerUpstream)
+	}
+	mu.Unlock()
+	if notes := strings.Join(res.PerUpstream, "; "); !strings.Contains(notes, "am/127.0.0.1: 200") || !strings.Contains(notes, "am/127.0.0.2: 200") {
+		t.Errorf("per-replica notes: %s", notes)
+	}
+
+	// The answer is cached: a burst of alerts costs one lookup. When DNS
+	// dies, the last answer keeps being used.
+	lookups.Lock()
+	before := queries
+	lookups.Unlock()
+	a.PostAlerts(context.Background(), []byte(`[]`), []byte(`[]`))
+	lookups.Lock()
+	if queries != before {
+		t.Errorf("second post looked up again (%d → %d queries)", before, queries)
+	}
+	lookups.Unlock()
+	dnsSrv.Shutdown()
+	a.ups[0].resolved = a.ups[0].resolved.Add(-addrsTTL) // expire it
+	res = a.PostAlerts(context.Background(), []byte(`[]`), []byte(`[]`))
+	mu.Lock()
+	defer mu.Unlock()
+	if res.Status != 200 || got[want1] != 3 || got[want2] != 3 {
+		t.Errorf("after DNS died: status %d, replicas got %v (%v)", res.Status, got, res.PerUpstream)
+	}
+}
 
 func TestPostAlertsFallsBackToOriginalPerUpstream(t *testing.T) {
 	// An upstream with a size limit rejects the enriched body; the original
@@ -26,7 +134,7 @@ func TestPostAlertsFallsBackToOriginalPerUpstream(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 	}))
 	defer strict.Close()
-	a, err := NewAlertmanagers([]UpstreamConfig{{Name: "strict", URL: strict.URL + "/prefix", Headers: map[string]string{"Authorization": "Bearer up-secret"}}})
+	a, err := NewAlertmanagers([]UpstreamConfig{{Name: "strict", URL: strict.URL + "/prefix", Transport: bearer("up-secret")}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,15 +7,21 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
+
+	"github.com/whatchanged/whatchanged/sources/httperr"
 )
 
 // WebhookConfig is one downstream that takes Alertmanager's webhook JSON.
-// URL and header values are secrets: they never appear in errors or logs.
+// The URL is a secret: it never appears in errors or logs. Credentials and
+// headers are the transport's (http_config).
 type WebhookConfig struct {
-	URL     string
-	Headers map[string]string
+	URL string
+	// URLFile, when set, is read on every send (as Alertmanager's
+	// url_file is), so a rotated Secret takes effect without a restart.
+	URLFile string
 	Timeout time.Duration
 }
 
@@ -69,9 +75,9 @@ func (w *Webhook) classify(status int, err error) (Result, bool) {
 		return Result{Outcome: Retry, Err: fmt.Errorf("downstream %s: %w", w.name, err)}, true
 	case status >= 200 && status < 300:
 		return Result{Outcome: Delivered, Status: status}, true
-	case status == http.StatusTooManyRequests || status >= 500:
+	case retryLater(status):
 		return Result{Outcome: Retry, Status: status, Err: fmt.Errorf("downstream %s: answered %d", w.name, status)}, true
-	case status >= 400:
+	case refusedBody(status):
 		return Result{Status: status}, false
 	default:
 		return Result{Outcome: Rejected, Status: status, Err: fmt.Errorf(
@@ -79,19 +85,36 @@ func (w *Webhook) classify(status int, err error) (Result, bool) {
 	}
 }
 
+// retryLater: the receiver is overloaded or failing (429, 5xx); the same
+// body may pass later, so Alertmanager should retry.
+func retryLater(status int) bool {
+	return status == http.StatusTooManyRequests || status >= 500
+}
+
+// refusedBody: the receiver refused this body (a 4xx other than 429); the
+// original, without our annotations, may still pass.
+func refusedBody(status int) bool {
+	return status >= 400 && status < 500 && status != http.StatusTooManyRequests
+}
+
 func (w *Webhook) post(ctx context.Context, body []byte) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.cfg.URL, bytes.NewReader(body))
+	url := w.cfg.URL
+	if w.cfg.URLFile != "" {
+		b, err := os.ReadFile(w.cfg.URLFile)
+		if err != nil {
+			return 0, fmt.Errorf("read url_file: %w", err) // the path is not the secret
+		}
+		url = strings.TrimSpace(string(b))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, errors.New("invalid downstream URL") // the parse error would quote it
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "whatchanged")
-	for k, v := range w.cfg.Headers {
-		req.Header.Set(k, v)
-	}
 	resp, err := w.client.Do(req)
 	if err != nil {
-		return 0, w.scrub(err)
+		return 0, w.scrub(err, url)
 	}
 	// Drain so the connection is reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -101,10 +124,10 @@ func (w *Webhook) post(ctx context.Context, body []byte) (int, error) {
 
 // scrub drops the URL from a client error: *url.Error quotes the full URL,
 // which for Slack-style webhooks and tokens-in-query is the secret itself.
-func (w *Webhook) scrub(err error) error {
-	err = scrubClientError(err, w.cfg.Timeout)
+func (w *Webhook) scrub(err error, url string) error {
+	err = httperr.Describe(err, w.cfg.Timeout)
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return fmt.Errorf("request abandoned: %v", err)
 	}
-	return errors.New(strings.ReplaceAll(err.Error(), w.cfg.URL, "<redacted>"))
+	return errors.New(strings.ReplaceAll(err.Error(), url, "<redacted>"))
 }

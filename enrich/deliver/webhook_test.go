@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"context"
+	commoncfg "github.com/prometheus/common/config"
 	"io"
 	"net"
 	"net/http"
@@ -68,8 +69,8 @@ func TestStatusMapping(t *testing.T) {
 			d := &downstream{statuses: tt.statuses, delay: tt.delay}
 			srv := httptest.NewServer(d)
 			defer srv.Close()
-			w := NewWebhook("pager", WebhookConfig{URL: srv.URL + secretPath + "?token=qs-secret", Timeout: 100 * time.Millisecond,
-				Headers: map[string]string{"Authorization": "Bearer hdr-secret"}}, http.DefaultTransport)
+			w := NewWebhook("pager", WebhookConfig{URL: srv.URL + secretPath + "?token=qs-secret", Timeout: 100 * time.Millisecond},
+				commoncfg.NewAuthorizationCredentialsRoundTripper("Bearer", commoncfg.NewInlineSecret("hdr-secret"), http.DefaultTransport))
 			res := w.Deliver(context.Background(), []byte("enriched"), []byte("original"))
 			if res.Outcome != tt.outcome || res.HTTPStatus() != tt.answer {
 				t.Fatalf("outcome %s answer %d (err %v), want %s %d", res.Outcome, res.HTTPStatus(), res.Err, tt.outcome, tt.answer)

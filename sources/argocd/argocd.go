@@ -33,6 +33,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/whatchanged/whatchanged/sources"
+	"github.com/whatchanged/whatchanged/sources/httperr"
 )
 
 var applicationsGVR = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "applications"}
@@ -247,8 +248,8 @@ func (s *Source) lookupAny(subj sources.Subject) (*application, string) {
 	return nil, names[0]
 }
 
-// ErrNotSynced is returned until the applications were read once.
-var ErrNotSynced = errors.New("applications not read yet (is argocd-server reachable?)")
+// errNotSynced is returned until the applications were read once.
+var errNotSynced = fmt.Errorf("applications %w (is argocd-server reachable?)", sources.ErrNotSynced)
 
 // Changes returns the syncs of the subject's app in the window, plus a
 // running or failed operation.
@@ -271,7 +272,7 @@ func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change
 	}
 	if a == nil {
 		if !s.Ready() {
-			return nil, ErrNotSynced
+			return nil, errNotSynced
 		}
 		return nil, nil
 	}
@@ -575,9 +576,6 @@ func (s *Source) get(ctx context.Context, path string, q url.Values, out any, wh
 		return fmt.Errorf("%s: invalid server URL", what)
 	}
 	req.Header.Set("Accept", "application/json")
-	if s.cfg.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+s.cfg.Token)
-	}
 	resp, err := s.http.Do(req)
 	if err != nil {
 		return describeTransport(what, err)
@@ -603,16 +601,13 @@ func (s *Source) get(ctx context.Context, path string, q url.Values, out any, wh
 }
 
 func describeTransport(what string, err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
+	err = httperr.Unwrap(err)
 	var unknownCA x509.UnknownAuthorityError
 	var hostErr x509.HostnameError
 	var ne net.Error
 	switch {
 	case errors.As(err, &unknownCA), errors.As(err, &hostErr), strings.Contains(err.Error(), "tls:"):
-		return fmt.Errorf("%s: TLS with argocd-server failed (%v); set ca_file, or insecure_skip_verify for a test setup", what, err)
+		return fmt.Errorf("%s: TLS with argocd-server failed (%v); set http_config.tls_config.ca_file, or insecure_skip_verify for a test setup", what, err)
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return fmt.Errorf("%s: timeout", what)
 	}

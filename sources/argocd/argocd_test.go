@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	commoncfg "github.com/prometheus/common/config"
 	"io"
 	"log"
 	"log/slog"
@@ -112,7 +113,9 @@ func (f *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 
 func newREST(t *testing.T, f *fakeServer, tok string) *Source {
 	t.Helper()
-	s := New("argocd", Config{Server: f.srv.URL, UIURL: "https://argocd.example.com", Token: tok}, f.srv.Client(), nil,
+	client := f.srv.Client()
+	client.Transport = commoncfg.NewAuthorizationCredentialsRoundTripper("Bearer", commoncfg.NewInlineSecret(tok), client.Transport)
+	s := New("argocd", Config{Server: f.srv.URL, UIURL: "https://argocd.example.com"}, client, nil,
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -235,7 +238,7 @@ func TestRESTErrors(t *testing.T) {
 	tlsSrv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes are the point
 	tlsSrv.StartTLS()
 	defer tlsSrv.Close()
-	s = New("argocd", Config{Server: tlsSrv.URL, Token: token}, &http.Client{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s = New("argocd", Config{Server: tlsSrv.URL}, &http.Client{Transport: commoncfg.NewAuthorizationCredentialsRoundTripper("Bearer", commoncfg.NewInlineSecret(token), http.DefaultTransport)}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	_ = s.Start(context.Background())
 	if _, err := s.Changes(context.Background(), q); err == nil || !strings.Contains(err.Error(), "TLS with argocd-server failed") || strings.Contains(err.Error(), token) {
 		t.Errorf("TLS: %v", err)

@@ -22,8 +22,6 @@ type Config struct {
 	// instead of (or besides) REST.
 	Kubernetes KubernetesMode `yaml:"kubernetes"`
 	Timeout    time.Duration  `yaml:"timeout"`
-
-	Token string `yaml:"-"` // read-only account token, from token_file
 }
 
 // KubernetesMode reads Application resources (Argo CD in the same

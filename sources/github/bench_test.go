@@ -24,7 +24,7 @@ func BenchmarkRefreshBudget(b *testing.B) {
 				for i := 0; i < 50; i++ {
 					f.serveRepo("acme", fmt.Sprintf("svc-%d", i), now)
 				}
-				s, err := New("github", Config{BaseURL: f.baseURL(), Token: "t"}, nil, nil)
+				s, err := New("github", Config{BaseURL: f.baseURL()}, nil, nil)
 				if err != nil {
 					b.Fatal(err)
 				}

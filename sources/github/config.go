@@ -6,8 +6,8 @@ import (
 	"time"
 )
 
-// Config of the GitHub source. Credentials are filled in by the caller from
-// the config file's *_file fields; they are never logged.
+// Config of the GitHub source. Credentials are never part of it: a token
+// travels in the transport given to New, an App's key in App.
 type Config struct {
 	// BaseURL is the API root: https://api.github.com/ (default) or a GitHub
 	// Enterprise Server's https://ghe.example.com/api/v3/.
@@ -24,8 +24,9 @@ type Config struct {
 	// Timeout is this source's deadline per query (within the total budget).
 	Timeout time.Duration `yaml:"timeout"`
 
-	Token string `yaml:"-"`
-	App   *App   `yaml:"-"`
+	// App authenticates as a GitHub App installation (from the config
+	// file's app section); without it the caller's transport carries a token.
+	App *App `yaml:"-"`
 }
 
 // App is GitHub App authentication.

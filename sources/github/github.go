@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/whatchanged/whatchanged/sources"
+	"github.com/whatchanged/whatchanged/sources/httperr"
 )
 
 // Per repository and refresh: the newest releases and deployments, and the
@@ -77,7 +78,9 @@ var (
 	_ sources.Starter = (*Source)(nil)
 )
 
-// New builds the source and its client; it does no I/O.
+// New builds the source and its client; it does no I/O. base carries the
+// credentials of a token (http_config.authorization); cfg.App replaces
+// them with a GitHub App installation's.
 func New(name string, cfg Config, base http.RoundTripper, log *slog.Logger) (*Source, error) {
 	cfg.Defaults()
 	if base == nil {
@@ -93,8 +96,6 @@ func New(name string, cfg Config, base http.RoundTripper, log *slog.Logger) (*So
 		}
 		itr.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
 		rt = itr
-	case cfg.Token != "":
-		rt = &tokenTransport{token: cfg.Token, next: budget}
 	}
 	client := gh.NewClient(&http.Client{Transport: rt})
 	u, err := url.Parse(cfg.BaseURL)
@@ -104,17 +105,6 @@ func New(name string, cfg Config, base http.RoundTripper, log *slog.Logger) (*So
 	client.BaseURL = u
 	return &Source{name: name, cfg: cfg, log: log, client: client, budget: budget, host: cfg.host(), now: time.Now,
 		repos: map[string]*repoState{}, compares: map[string]compare{}}, nil
-}
-
-type tokenTransport struct {
-	token string
-	next  http.RoundTripper
-}
-
-func (t *tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+t.token)
-	return t.next.RoundTrip(r)
 }
 
 func (s *Source) Name() string { return s.name }
@@ -316,7 +306,7 @@ func (s *Source) read(ctx context.Context, repo string) ([]sources.Change, error
 			return nil, s.describe(repo, "list deployments", err)
 		}
 		for i, d := range list {
-			c := sources.Change{Source: s.name, Kind: sources.KindDeployment, ID: fmt.Sprintf("%s/deployments/%d", repo, d.GetID()),
+			c := sources.Change{Source: s.name, Kind: sources.KindGitHubDeployment, ID: fmt.Sprintf("%s/deployments/%d", repo, d.GetID()),
 				Subject: sources.Subject{Repo: s.host + "/" + repo}, Revision: d.GetSHA(), Version: d.GetRef(),
 				StartedAt: d.GetCreatedAt().UTC(), DeployedBy: d.GetCreator().GetLogin(), Message: "to " + d.GetEnvironment(), Environment: d.GetEnvironment(), Status: sources.StatusUnknown}
 			if i < statusesFor {
@@ -444,18 +434,9 @@ func (s *Source) describe(repo, what string, err error) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%s of %s: timeout", what, repo)
 	case errors.As(err, &ne):
-		return fmt.Errorf("%s unreachable: %v", s.host, unwrapURL(err))
+		return fmt.Errorf("%s unreachable: %v", s.host, httperr.Unwrap(err))
 	}
-	return fmt.Errorf("%s of %s: %v", what, repo, unwrapURL(err))
-}
-
-// unwrapURL drops the request URL the HTTP client quotes.
-func unwrapURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
+	return fmt.Errorf("%s of %s: %v", what, repo, httperr.Unwrap(err))
 }
 
 func deploymentStatus(state string) string {

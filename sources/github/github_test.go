@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	commoncfg "github.com/prometheus/common/config"
 	"io"
 	"log/slog"
 	"net/http"
@@ -23,11 +24,14 @@ var now = time.Now().UTC().Truncate(time.Second)
 
 func newSource(t *testing.T, f *fakeGitHub, mod func(*Config)) *Source {
 	t.Helper()
-	cfg := Config{BaseURL: f.baseURL(), Token: "ghp_test_token"}
+	cfg := Config{BaseURL: f.baseURL()}
 	if mod != nil {
 		mod(&cfg)
 	}
-	s, err := New("github", cfg, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	// The token travels as in production: http_config's authorization
+	// round tripper, which a GitHub App's own header takes precedence over.
+	rt := commoncfg.NewAuthorizationCredentialsRoundTripper("Bearer", commoncfg.NewInlineSecret("ghp_test_token"), http.DefaultTransport)
+	s, err := New("github", cfg, rt, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +186,7 @@ func TestGitHubAppAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
-	s := newSource(t, f, func(c *Config) { c.Token = ""; c.App = &App{AppID: 7, InstallationID: 42, PrivateKey: pemKey} })
+	s := newSource(t, f, func(c *Config) { c.App = &App{AppID: 7, InstallationID: 42, PrivateKey: pemKey} })
 	if _, err := s.Changes(context.Background(), query(host(f)+"/acme/api")); err != nil {
 		t.Fatal(err)
 	}

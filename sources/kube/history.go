@@ -106,9 +106,9 @@ func (s *Source) history(w workload, since, until time.Time) []sources.Change {
 func (s *Source) revisions(w workload) []revision {
 	var out []revision
 	switch w.kind {
-	case KindDeployment, KindRollout:
+	case WorkloadDeployment, WorkloadRollout:
 		annotation := annRevision
-		if w.kind == KindRollout {
+		if w.kind == WorkloadRollout {
 			annotation = annRolloutRevision
 		}
 		objs, _ := w.scope.replicaSets.GetIndexer().ByIndex(byOwner, string(w.meta.GetUID()))
@@ -124,7 +124,7 @@ func (s *Source) revisions(w workload) []revision {
 			out = append(out, revision{number: n, uid: string(rs.UID), name: rs.Name, created: rs.CreationTimestamp.Time,
 				images: rs.Containers, changeCause: rs.Annotations[annChangeCause], history: rs.Annotations[annRevisionHistory], updated: rs.Updated})
 		}
-	case KindStatefulSet, KindDaemonSet:
+	case WorkloadStatefulSet, WorkloadDaemonSet:
 		objs, _ := w.scope.revisions.GetIndexer().ByIndex(byOwner, string(w.meta.GetUID()))
 		for _, o := range objs {
 			cr, ok := o.(*appsv1.ControllerRevision)

@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"strings"
@@ -313,8 +314,8 @@ func TestNamespaceOnlyIsBounded(t *testing.T) {
 
 func TestNotSyncedIsAnError(t *testing.T) {
 	s := New("kubernetes", Config{}, Clients{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if _, err := s.Changes(context.Background(), sources.Query{Subject: sources.Subject{Namespace: "x", Name: "y"}}); err != ErrNotSynced {
-		t.Errorf("err = %v, want ErrNotSynced", err)
+	if _, err := s.Changes(context.Background(), sources.Query{Subject: sources.Subject{Namespace: "x", Name: "y"}}); !errors.Is(err, sources.ErrNotSynced) {
+		t.Errorf("err = %v, want sources.ErrNotSynced", err)
 	}
 }
 

@@ -32,7 +32,7 @@ var podRS = regexp.MustCompile(`^(.+-[a-z0-9]{6,10})-[a-z0-9]{5}$`)
 // and repository.
 func (s *Source) ResolveSubject(lbls map[string]string, subj sources.Subject) (sources.Subject, []sources.ResolutionStep) {
 	if !s.Ready() {
-		return subj, []sources.ResolutionStep{{Field: "kind", Value: subj.Kind, From: "kubernetes: " + ErrNotSynced.Error() + "; owner walk skipped"}}
+		return subj, []sources.ResolutionStep{{Field: "kind", Value: subj.Kind, From: "kubernetes: " + errNotSynced.Error() + "; owner walk skipped"}}
 	}
 	var steps []sources.ResolutionStep
 	set := func(field string, dst *string, value, from string) {
@@ -310,7 +310,7 @@ func (s *Source) resolveByName(lbls map[string]string, ns string, subj *sources.
 	if pvc := lbls["persistentvolumeclaim"]; pvc != "" {
 		if m := pvcOfStatefulSet.FindStringSubmatch(pvc); m != nil {
 			for _, w := range s.workloadsIn(ns) {
-				if w.kind == KindStatefulSet && strings.HasSuffix(m[1], "-"+w.meta.GetName()) {
+				if w.kind == WorkloadStatefulSet && strings.HasSuffix(m[1], "-"+w.meta.GetName()) {
 					found(w, fmt.Sprintf("label persistentvolumeclaim: %s is a volume claim of %s", pvc, w.key()))
 					return
 				}
@@ -357,7 +357,7 @@ func (s *Source) ownerWalk(ns, pod string) (kind, name, path string) {
 		case "ReplicaSet":
 			walk = append(walk, "ReplicaSet "+ref.Name)
 			return s.replicaSetOwner(sc, ns, ref.Name, walk, "owner walk: ")
-		case KindStatefulSet, KindDaemonSet:
+		case WorkloadStatefulSet, WorkloadDaemonSet:
 			walk = append(walk, ref.Kind+" "+ref.Name)
 			return ref.Kind, ref.Name, "owner walk: " + strings.Join(walk, " → ")
 		case "Job":
@@ -394,7 +394,7 @@ func (s *Source) replicaSetOwner(sc *scope, ns, rsName string, walk []string, pr
 		return "", "", prefix + strings.Join(walk, " → ") + " has no controller (orphaned)"
 	}
 	walk = append(walk, ref.Kind+" "+ref.Name)
-	if ref.Kind != KindDeployment && ref.Kind != KindRollout {
+	if ref.Kind != WorkloadDeployment && ref.Kind != WorkloadRollout {
 		return "", "", prefix + strings.Join(walk, " → ") + ": not a workload whatchanged follows"
 	}
 	return ref.Kind, ref.Name, prefix + strings.Join(walk, " → ")

@@ -392,8 +392,8 @@ func metaOf(obj any) (metav1.Object, error) {
 	return m, nil
 }
 
-// ErrNotSynced is returned until the caches have synced.
-var ErrNotSynced = errors.New("caches not synced yet (is the API server reachable?)")
+// errNotSynced is returned until the caches have synced.
+var errNotSynced = fmt.Errorf("caches %w (is the API server reachable?)", sources.ErrNotSynced)
 
 // Changes returns the rollouts of the subject's workload, of the workloads
 // of its app, and (bounded by MaxLoose) of its namespace, in the window.
@@ -402,7 +402,7 @@ func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change
 		return nil, err
 	}
 	if !s.Ready() {
-		return nil, ErrNotSynced
+		return nil, errNotSynced
 	}
 	subj := q.Subject
 	seen := map[string]bool{}

@@ -14,15 +14,16 @@ import (
 	"github.com/whatchanged/whatchanged/sources"
 )
 
-// Workload kinds, as the Subject and changes name them.
+// Workload kinds, as the Subject and changes name them (Kubernetes kinds;
+// sources.KindGitHubDeployment is the change kind of a GitHub deployment).
 const (
-	KindDeployment  = "Deployment"
-	KindStatefulSet = "StatefulSet"
-	KindDaemonSet   = "DaemonSet"
-	KindRollout     = "Rollout"
+	WorkloadDeployment  = "Deployment"
+	WorkloadStatefulSet = "StatefulSet"
+	WorkloadDaemonSet   = "DaemonSet"
+	WorkloadRollout     = "Rollout"
 )
 
-var workloadKinds = []string{KindDeployment, KindStatefulSet, KindDaemonSet, KindRollout}
+var workloadKinds = []string{WorkloadDeployment, WorkloadStatefulSet, WorkloadDaemonSet, WorkloadRollout}
 
 // workload is one cached workload object with the scope it came from.
 type workload struct {
@@ -36,13 +37,13 @@ func (w workload) key() string { return w.kind + "/" + w.meta.GetNamespace() + "
 
 func (sc *scope) informer(kind string) cache.SharedIndexInformer {
 	switch kind {
-	case KindDeployment:
+	case WorkloadDeployment:
 		return sc.deployments
-	case KindStatefulSet:
+	case WorkloadStatefulSet:
 		return sc.statefulSets
-	case KindDaemonSet:
+	case WorkloadDaemonSet:
 		return sc.daemonSets
-	case KindRollout:
+	case WorkloadRollout:
 		return sc.rollouts
 	}
 	return nil

@@ -160,24 +160,27 @@ sources:
   argocd:
     enabled: true
     server: %s
-    token_file: %s
+    http_config:
+      authorization: {credentials_file: %s}
     ui_url: https://argocd.example.com
     refresh: 5s
   github:
     enabled: true
     base_url: %s
-    token_file: %s
+    http_config:
+      authorization: {credentials_file: %s}
+      proxy_url: %s   # the fake stands in for github.com as a proxy would
     refresh: 30s
   changes:
     enabled: true
-`, port, filepath.Join(dir, "data"), kubeconfig, argocdURL, tokenFile, githubAPI, tokenFile)
+`, port, filepath.Join(dir, "data"), kubeconfig, argocdURL, tokenFile, githubAPI, tokenFile, githubURL)
 	configFile := filepath.Join(dir, "whatchanged.yaml")
 	if err := os.WriteFile(configFile, []byte(config), 0o600); err != nil {
 		return nil, err
 	}
 	wc := &whatchanged{base: fmt.Sprintf("http://127.0.0.1:%d", port), log: &lockedWriter{}, exited: make(chan struct{})}
 	wc.cmd = exec.Command(whatchangedBin, "serve", "--config", configFile)
-	wc.cmd.Env = processEnv(githubURL)
+	wc.cmd.Env = processEnv()
 	wc.cmd.Stdout, wc.cmd.Stderr = wc.log, wc.log
 	if err := wc.cmd.Start(); err != nil {
 		return nil, err
@@ -209,9 +212,9 @@ sources:
 	}
 }
 
-// processEnv is this process's environment without proxy settings, plus
-// the fake GitHub as the HTTP proxy (see githubAPI).
-func processEnv(githubURL string) []string {
+// processEnv is this process's environment without proxy settings: the
+// fake GitHub is reached through the config's http_config.proxy_url.
+func processEnv() []string {
 	var out []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
@@ -221,7 +224,7 @@ func processEnv(githubURL string) []string {
 		}
 		out = append(out, kv)
 	}
-	return append(out, "HTTP_PROXY="+githubURL, "NO_PROXY=127.0.0.1,localhost")
+	return out
 }
 
 func (wc *whatchanged) stop() {

@@ -3,7 +3,8 @@ package slack
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -162,27 +163,13 @@ func alertBlocks(alerts []*enrich.Alert, used int) []slack.Block {
 }
 
 func labelLine(labels map[string]string, skip ...string) string {
-	keys := make([]string, 0, len(labels))
-	for k := range labels {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var parts []string
-	for _, k := range keys {
-		if !contains(skip, k) {
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		if !slices.Contains(skip, k) {
 			parts = append(parts, fmt.Sprintf("`%s=%s`", k, labels[k]))
 		}
 	}
 	return strings.Join(parts, " ")
-}
-
-func contains(l []string, s string) bool {
-	for _, v := range l {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // bound keeps a message inside Slack's limits whatever came in.

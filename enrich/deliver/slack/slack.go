@@ -56,7 +56,7 @@ func New(name string, cfg Config, threads Threads, client *http.Client, log *slo
 		cfg.Severity.Label = "severity"
 	}
 	if cfg.AnnotationPrefix == "" {
-		cfg.AnnotationPrefix = "whatchanged_"
+		cfg.AnnotationPrefix = enrich.DefaultAnnotationPrefix
 	}
 	opts := []slack.Option{slack.OptionHTTPClient(client)}
 	if cfg.APIURL != "" {

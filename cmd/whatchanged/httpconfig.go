@@ -1,0 +1,49 @@
+package main
+
+import (
+	"net/http"
+
+	commoncfg "github.com/prometheus/common/config"
+)
+
+// HTTPConfig is Alertmanager's and Prometheus's http_config
+// (prometheus/common): authorization, basic_auth, oauth2, tls_config,
+// proxy_url, http_headers. Credentials given as *_file are re-read on every
+// request and TLS files when they change, so a rotated Secret needs no
+// restart. Absent: the defaults (HTTP/2, redirects followed where the
+// caller allows them).
+type HTTPConfig = *commoncfg.HTTPClientConfig
+
+// httpConfigOf is c, or the defaults when the section is absent.
+func httpConfigOf(c HTTPConfig) commoncfg.HTTPClientConfig {
+	if c == nil {
+		return commoncfg.DefaultHTTPClientConfig
+	}
+	return *c
+}
+
+// checkHTTPConfig reports what would make roundTripper fail, at key (the
+// http_config section): unreadable TLS files, a bad proxy.
+func checkHTTPConfig(c HTTPConfig, key string, p problems) {
+	if c == nil {
+		return
+	}
+	if err := c.Validate(); err != nil {
+		p.bad(key, err.Error())
+		return
+	}
+	if _, err := roundTripper(c, key); err != nil {
+		p.bad(key, err.Error())
+	}
+}
+
+// roundTripper builds the transport of one outbound target. name labels it
+// (prometheus/common's connection tracing).
+func roundTripper(c HTTPConfig, name string) (http.RoundTripper, error) {
+	return commoncfg.NewRoundTripperFromConfig(httpConfigOf(c), name)
+}
+
+// hasAuthorization says whether c sends credentials of its own.
+func hasAuthorization(c HTTPConfig) bool {
+	return c != nil && (c.Authorization != nil || c.BasicAuth != nil || c.OAuth2 != nil || c.BearerToken != "" || c.BearerTokenFile != "")
+}

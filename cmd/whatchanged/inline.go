@@ -1,0 +1,88 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/whatchanged/whatchanged/enrich/deliver"
+)
+
+// InlineConfig is the inline Alertmanager proxy: Prometheus posts alerts to
+// whatchanged, which enriches them and forwards to every upstream.
+type InlineConfig struct {
+	Enabled    bool             `yaml:"enabled"`
+	PathPrefix string           `yaml:"path_prefix"`
+	Upstreams  []UpstreamConfig `yaml:"upstreams"`
+}
+
+// UpstreamConfig is one Alertmanager behind the inline proxy.
+type UpstreamConfig struct {
+	Name    string        `yaml:"name"`
+	URL     string        `yaml:"url"`
+	Timeout time.Duration `yaml:"timeout"`
+	// Discovery "dns" forwards to every address the URL's host resolves
+	// to: every replica behind a headless Service.
+	Discovery  string     `yaml:"discovery"`
+	HTTPConfig HTTPConfig `yaml:"http_config"`
+}
+
+func (*InlineConfig) key() string { return "inline" }
+
+func (in *InlineConfig) finish(_ *Config, p problems) {
+	if !in.Enabled {
+		return
+	}
+	if len(in.Upstreams) == 0 {
+		p.bad("upstreams", "at least one Alertmanager is required when inline.enabled is true")
+	}
+	if in.PathPrefix != "" && !strings.HasPrefix(in.PathPrefix, "/") {
+		p.bad("path_prefix", "must start with /")
+	}
+	names := map[string]bool{}
+	for i := range in.Upstreams {
+		u := &in.Upstreams[i]
+		up := p.in(fmt.Sprintf("upstreams[%d]", i))
+		if u.Name == "" {
+			u.Name = fmt.Sprintf("alertmanager-%d", i)
+		}
+		if names[u.Name] {
+			up.bad("name", fmt.Sprintf("%q is used twice", u.Name))
+		}
+		names[u.Name] = true
+		if u.URL == "" {
+			up.bad("url", "required")
+		} else if err := checkURL(u.URL); err != nil {
+			up.bad("url", err.Error())
+		}
+		switch u.Discovery {
+		case "", "dns":
+		default:
+			up.bad("discovery", fmt.Sprintf("%q is not one of dns (or empty: the URL as it is)", u.Discovery))
+		}
+		if u.Timeout < 0 {
+			up.bad("timeout", "must not be negative")
+		}
+		checkHTTPConfig(u.HTTPConfig, "http_config", up)
+	}
+}
+
+func (in *InlineConfig) build(b *builder) error {
+	if !in.Enabled {
+		return nil
+	}
+	var ups []deliver.UpstreamConfig
+	for _, u := range in.Upstreams {
+		rt, err := roundTripper(u.HTTPConfig, "upstream-"+u.Name)
+		if err != nil {
+			return fmt.Errorf("inline upstream %s: %w", u.Name, err)
+		}
+		ups = append(ups, deliver.UpstreamConfig{Name: u.Name, URL: u.URL, Timeout: u.Timeout, DNSDiscovery: u.Discovery == "dns", Transport: rt})
+	}
+	am, err := deliver.NewAlertmanagers(ups)
+	if err != nil {
+		return err
+	}
+	b.a.alertmanagers = am
+	return nil
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"net/http"
+
+	"k8s.io/client-go/dynamic"
+
+	"github.com/whatchanged/whatchanged/sources/argocd"
+	"github.com/whatchanged/whatchanged/sources/kube"
+)
+
+// ArgoCDSourceConfig: sync history over argocd-server's REST API (a
+// read-only account's token in http_config.authorization) and/or
+// Application resources; off unless enabled.
+type ArgoCDSourceConfig struct {
+	Enabled       bool       `yaml:"enabled"`
+	HTTPConfig    HTTPConfig `yaml:"http_config"`
+	argocd.Config `yaml:",inline"`
+}
+
+func (*ArgoCDSourceConfig) key() string { return "sources.argocd" }
+
+func (a *ArgoCDSourceConfig) finish(_ *Config, p problems) {
+	if !a.Enabled {
+		return
+	}
+	a.Defaults()
+	for k, msg := range a.Validate() {
+		p.bad(k, msg)
+	}
+	checkHTTPConfig(a.HTTPConfig, "http_config", p)
+	if a.Server != "" && !hasAuthorization(a.HTTPConfig) {
+		p.bad("http_config.authorization", "required with server (a read-only account's token, e.g. credentials_file)")
+	}
+}
+
+func (a *ArgoCDSourceConfig) build(b *builder) error {
+	if !a.Enabled {
+		return nil
+	}
+	rt, err := roundTripper(a.HTTPConfig, "argocd")
+	if err != nil {
+		return err
+	}
+	var dyn dynamic.Interface
+	if a.Kubernetes.Enabled {
+		kc := a.Kubernetes.Kubeconfig
+		if kc == "" {
+			kc = b.cfg.Sources.Kubernetes.Kubeconfig
+		}
+		clients, _, err := kube.ClientsFromConfig(kube.Config{Kubeconfig: kc})
+		if err != nil {
+			return err
+		}
+		dyn = clients.Dynamic
+	}
+	b.addSource(argocd.New("argocd", a.Config, &http.Client{Transport: rt}, dyn, b.log), a.Timeout)
+	return nil
+}
