@@ -1,6 +1,11 @@
-// Package helm_test renders the chart with the real helm binary (built by
-// `make tools`, passed in WHATCHANGED_HELM) for every documented mode and
-// decodes every manifest strictly into the real Kubernetes types.
+// Package helm_test checks the chart the way a user meets it: rendered by
+// the real helm (WHATCHANGED_HELM), linted strictly, every manifest decoded
+// strictly into the real Kubernetes types and dry-run created on a real
+// kube-apiserver with prometheus-operator's CRDs, the rendered config
+// accepted by the real whatchanged binary, the kube-prometheus-stack
+// examples merged into that chart's default values and checked by the real
+// amtool, the PrometheusRule by the real promtool, and the README by the
+// real helm-docs. `make test` builds each tool and passes its path.
 package helm_test
 
 import (
@@ -10,11 +15,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
@@ -22,45 +25,86 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-const chart = "../../charts/whatchanged"
+const (
+	chart    = "../../charts/whatchanged"
+	examples = chart + "/examples"
+	// kubeVersion is the control plane's (the Makefile's KUBE_VERSION; its
+	// kube-apiserver, built from source, reports no version), which the
+	// dry-run tests apply to. helm built with `go install` would otherwise
+	// assume v1.20.
+	kubeVersion = "1.34.4"
+	namespace   = "monitoring"
+)
 
-func helm(t *testing.T, args ...string) (string, error) {
+// tool is the path a `make test` env var gives, or a failure saying so.
+func tool(t *testing.T, env string) string {
 	t.Helper()
-	bin := os.Getenv("WHATCHANGED_HELM")
-	if bin == "" {
-		t.Fatal("WHATCHANGED_HELM is not set; run `make test`, which builds helm into the tool cache")
+	p := os.Getenv(env)
+	if p == "" {
+		t.Fatalf("%s is not set; run `make test`, which builds the tools into the cache and sets it", env)
 	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s: %v; run `make tools`", env, err)
+	}
+	return p
+}
+
+func run(t *testing.T, bin string, args ...string) (string, error) {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if err != nil {
-		return out.String() + errb.String(), fmt.Errorf("helm %s: %v\n%s", strings.Join(args, " "), err, errb.String())
+	if err := cmd.Run(); err != nil {
+		return out.String() + errb.String(), fmt.Errorf("%s %s: %v\n%s%s", filepath.Base(bin), strings.Join(args, " "), err, out.String(), errb.String())
 	}
 	return out.String(), nil
 }
 
-// Render runs helm template and decodes every document strictly: an
-// unknown or misspelt field in a manifest fails.
+func helm(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	return run(t, tool(t, "WHATCHANGED_HELM"), args...)
+}
+
+// template is `helm template` of a chart directory as release "whatchanged"
+// in the monitoring namespace.
+func template(t *testing.T, dir string, args ...string) (string, error) {
+	t.Helper()
+	return helm(t, append([]string{"template", "whatchanged", dir, "--namespace", namespace, "--kube-version", kubeVersion}, args...)...)
+}
+
+// docs splits helm's output into its YAML documents.
+func docs(out string) []string {
+	var ds []string
+	for _, doc := range strings.Split(out, "\n---") {
+		if strings.Contains(doc, "kind:") {
+			ds = append(ds, doc)
+		}
+	}
+	return ds
+}
+
+// prometheus-operator's kinds are not in client-go's scheme: they are
+// checked against their CRDs by the dry-run tests.
+var crdKinds = map[string]string{"ServiceMonitor": "monitoring.coreos.com/v1", "PrometheusRule": "monitoring.coreos.com/v1"}
+
+// render runs helm template on the chart and decodes every document
+// strictly: an unknown or misspelt field in a manifest fails.
 func render(t *testing.T, args ...string) []runtime.Object {
 	t.Helper()
-	out, err := helm(t, append([]string{"template", "whatchanged", chart, "--namespace", "monitoring"}, args...)...)
+	out, err := template(t, chart, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	strict := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme.Scheme, scheme.Scheme, json.SerializerOptions{Yaml: true, Strict: true})
 	var objs []runtime.Object
-	for _, doc := range strings.Split(out, "\n---") {
-		if strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(doc), "---")) == "" || !strings.Contains(doc, "kind:") {
-			continue
-		}
+	for _, doc := range docs(out) {
 		var probe unstructured.Unstructured
 		if err := yaml.Unmarshal([]byte(doc), &probe.Object); err != nil {
 			t.Fatalf("not YAML: %v\n%s", err, doc)
 		}
-		if probe.GetKind() == "ServiceMonitor" { // a CRD type, not in client-go's scheme
-			if probe.GetAPIVersion() != "monitoring.coreos.com/v1" {
-				t.Errorf("ServiceMonitor apiVersion %q", probe.GetAPIVersion())
+		if v, ok := crdKinds[probe.GetKind()]; ok {
+			if probe.GetAPIVersion() != v {
+				t.Errorf("%s apiVersion %q, want %s", probe.GetKind(), probe.GetAPIVersion(), v)
 			}
 			objs = append(objs, &probe)
 			continue
@@ -74,6 +118,27 @@ func render(t *testing.T, args ...string) []runtime.Object {
 	return objs
 }
 
+// only returns the rendered objects of one Go type.
+func only[T runtime.Object](objs []runtime.Object) []T {
+	var out []T
+	for _, o := range objs {
+		if v, ok := o.(T); ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func one[T runtime.Object](t *testing.T, objs []runtime.Object) T {
+	t.Helper()
+	all := only[T](objs)
+	if len(all) != 1 {
+		var zero T
+		t.Fatalf("%d %T rendered, want 1", len(all), zero)
+	}
+	return all[0]
+}
+
 func kinds(objs []runtime.Object) map[string]int {
 	m := map[string]int{}
 	for _, o := range objs {
@@ -82,24 +147,62 @@ func kinds(objs []runtime.Object) map[string]int {
 	return m
 }
 
-func TestEveryModeLintsAndRendersStrictly(t *testing.T) {
-	modes := map[string]map[string]int{
-		"":                         {"Deployment": 1, "Service": 1, "ServiceAccount": 1, "ConfigMap": 1, "ClusterRole": 1, "ClusterRoleBinding": 1},
-		"examples/standalone.yaml": {"Deployment": 1, "PodDisruptionBudget": 1, "ServiceMonitor": 1, "NetworkPolicy": 1, "ClusterRole": 1},
-		"examples/namespaced.yaml": {"Role": 3, "RoleBinding": 3, "PersistentVolumeClaim": 1, "Secret": 1, "ClusterRole": 0},
-		"examples/inline.yaml":     {"Deployment": 1, "ClusterRole": 1},
-		"examples/sidecar.yaml":    {"Deployment": 0, "Service": 0, "ServiceAccount": 0, "ConfigMap": 1, "ClusterRoleBinding": 1},
+// chartExamples are the chart's own values files; kube-prometheus-stack-*.yaml
+// are values of that chart, not this one.
+func chartExamples(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(examples, "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	for file, want := range modes {
-		t.Run(strings.TrimSuffix(filepath.Base(file+"default"), ".yaml"), func(t *testing.T) {
-			args := []string{}
-			if file != "" {
-				args = append(args, "-f", filepath.Join(chart, file))
+	var out []string
+	for _, f := range files {
+		if !strings.HasPrefix(filepath.Base(f), "kube-prometheus-stack") {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func exampleArgs(file string) []string {
+	if file == "" {
+		return nil
+	}
+	return []string{"-f", file}
+}
+
+func exampleName(file string) string {
+	if file == "" {
+		return "default"
+	}
+	return strings.TrimSuffix(filepath.Base(file), ".yaml")
+}
+
+// What each example renders; an example missing here fails, so a new one
+// cannot go unchecked.
+var exampleKinds = map[string]map[string]int{
+	"default":    {"Deployment": 1, "Service": 1, "ServiceAccount": 1, "ConfigMap": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Secret": 0, "NetworkPolicy": 0},
+	"standalone": {"Deployment": 1, "PodDisruptionBudget": 0, "PersistentVolumeClaim": 1, "ServiceMonitor": 1, "PrometheusRule": 1, "NetworkPolicy": 1, "ClusterRole": 1},
+	"namespaced": {"Role": 3, "RoleBinding": 3, "PersistentVolumeClaim": 1, "Secret": 1, "ClusterRole": 0},
+	"inline":     {"Deployment": 1, "PodDisruptionBudget": 1, "ClusterRole": 1, "Secret": 0},
+	"sidecar":    {"Deployment": 0, "Service": 0, "ServiceAccount": 0, "ConfigMap": 1, "ClusterRoleBinding": 1, "NetworkPolicy": 0},
+}
+
+func TestEveryExampleLintsAndRendersStrictly(t *testing.T) {
+	files := append([]string{""}, chartExamples(t)...)
+	if len(files) != len(exampleKinds) {
+		t.Errorf("examples %v, but exampleKinds lists %d: add the new one there", files, len(exampleKinds))
+	}
+	for _, file := range files {
+		t.Run(exampleName(file), func(t *testing.T) {
+			want, ok := exampleKinds[exampleName(file)]
+			if !ok {
+				t.Fatalf("%s is not in exampleKinds", file)
 			}
-			if out, err := helm(t, append([]string{"lint", "--strict", chart}, args...)...); err != nil {
+			if out, err := helm(t, append([]string{"lint", "--strict", "--kube-version", kubeVersion, chart}, exampleArgs(file)...)...); err != nil {
 				t.Fatalf("%v\n%s", err, out)
 			}
-			got := kinds(render(t, args...))
+			got := kinds(render(t, exampleArgs(file)...))
 			for kind, n := range want {
 				if got[kind] != n {
 					t.Errorf("%d %s, want %d (all: %v)", got[kind], kind, n, got)
@@ -110,160 +213,95 @@ func TestEveryModeLintsAndRendersStrictly(t *testing.T) {
 }
 
 func TestSchemaRejectsTyposAndWrongTypes(t *testing.T) {
-	for _, set := range []string{"replica=2", "replicas=two", "sources.kubernetes.namespace=shop", "mode=daemon", "downstream.url=ftp://x", "enrich.budget=fast"} {
-		out, err := helm(t, "template", "whatchanged", chart, "--set", set)
+	for _, set := range []string{
+		"replicas=2", // the old name: replicaCount
+		"replicaCount=two",
+		"sources.kubernetes.namespace=shop",
+		"mode=daemon",
+		"downstream.url=ftp://x",
+		"enrich.budget=fast",
+		"enrich.annotations.changes_json=sometimes",
+		"image.digest=latest",
+		"sidecar.port=8080", // the operator's config-reloader's
+		"downstream.httpConfig.tlsConfig.insecure_skip_verify=true", // http_config is snake_case
+		"inline.alertmanager.discovery=srv",
+		"networkPolicy.prometheus=everyone",
+		"serviceMonitor.interval=30",
+	} {
+		out, err := helm(t, "template", "whatchanged", chart, "--kube-version", kubeVersion, "--set", set)
 		if err == nil || !strings.Contains(out+err.Error(), "values don't meet the specifications of the schema") {
 			t.Errorf("--set %s was accepted:\n%s", set, out)
 		}
 	}
 }
 
-func TestSecuritySecretsAndRBAC(t *testing.T) {
-	objs := render(t, "--set", "auth.token=inbound-s3cret", "--set", "downstream.url=https://hooks.example.com/T0/B0/d0wnstream-s3cret",
-		"--set", "sources.github.enabled=true", "--set", "sources.github.token=ghp_s3cret")
-	var dep *appsv1.Deployment
-	var role *rbacv1.ClusterRole
-	var rendered bytes.Buffer
-	for _, o := range objs {
-		switch v := o.(type) {
-		case *appsv1.Deployment:
-			dep = v
-		case *rbacv1.ClusterRole:
-			role = v
-		case *corev1.Secret:
-			continue // the only place secrets may be
+// Settings that would install something broken are refused at install,
+// with the value to change.
+func TestChartRefusesBrokenSettings(t *testing.T) {
+	for _, c := range []struct {
+		set  []string
+		want string
+	}{
+		{[]string{"replicaCount=2"}, "sources.changes.enabled: false"},
+		{[]string{"replicaCount=2", "sources.changes.enabled=false", "persistence.enabled=true"}, "persistence.enabled needs replicaCount: 1"},
+		{[]string{"sources.argocd.enabled=true", "sources.argocd.server=https://argocd-server.argocd.svc"}, "sources.argocd.existingSecret"},
+		{[]string{"sources.github.enabled=true"}, "sources.github.existingSecret"},
+		{[]string{"sources.github.enabled=true", "sources.github.app.appID=1"}, "sources.github.app.existingSecret"},
+		{[]string{"inline.enabled=true", "inline.alertmanager.enabled=false"}, "inline.enabled needs an upstream"},
+		{[]string{"mode=sidecar"}, "sidecar.serviceAccountName"},
+		{[]string{"serviceAccount.create=false"}, "serviceAccount.name"},
+	} {
+		var args []string
+		for _, s := range c.set {
+			args = append(args, "--set", s)
 		}
-		b, _ := yaml.Marshal(o)
-		rendered.Write(b)
-	}
-	for _, s := range []string{"inbound-s3cret", "d0wnstream-s3cret", "ghp_s3cret"} {
-		if strings.Contains(rendered.String(), s) {
-			t.Errorf("secret %q appears outside the Secret", s)
-		}
-	}
-	pod := dep.Spec.Template.Spec
-	c := pod.Containers[0]
-	if len(c.Env) != 0 || len(c.EnvFrom) != 0 {
-		t.Errorf("environment in the manifest: %+v %+v", c.Env, c.EnvFrom)
-	}
-	sc := c.SecurityContext
-	if pod.SecurityContext.RunAsNonRoot == nil || !*pod.SecurityContext.RunAsNonRoot || pod.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault ||
-		sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
-		len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" {
-		t.Errorf("security context not restricted: pod %+v container %+v", pod.SecurityContext, sc)
-	}
-	mounts := map[string]bool{}
-	for _, m := range c.VolumeMounts {
-		mounts[m.MountPath] = true
-	}
-	for _, p := range []string{"/etc/whatchanged/secrets/auth-token", "/etc/whatchanged/secrets/downstream-url", "/etc/whatchanged/secrets/github-token"} {
-		if !mounts[p] {
-			t.Errorf("secret not mounted as a file at %s", p)
-		}
-	}
-	if c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.LivenessProbe.HTTPGet.Path != "/healthz" {
-		t.Errorf("probes: %+v %+v", c.ReadinessProbe, c.LivenessProbe)
-	}
-	for _, r := range role.Rules {
-		for _, v := range r.Verbs {
-			if v != "get" && v != "list" && v != "watch" {
-				t.Errorf("write verb %q in %+v", v, r)
-			}
-		}
-	}
-	// Kubernetes off and Argo CD REST only: no RBAC at all.
-	none := kinds(render(t, "--set", "sources.kubernetes.enabled=false"))
-	if none["ClusterRole"]+none["Role"]+none["ClusterRoleBinding"]+none["RoleBinding"] != 0 {
-		t.Errorf("RBAC rendered with Kubernetes reading off: %v", none)
-	}
-}
-
-// The rendered config is what whatchanged itself accepts.
-func TestRenderedConfigPassesConfigCheck(t *testing.T) {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "whatchanged")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/whatchanged").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	for _, file := range []string{"", "examples/standalone.yaml", "examples/namespaced.yaml", "examples/inline.yaml", "examples/sidecar.yaml"} {
-		args := []string{"--set", "sources.argocd.insecureSkipVerify=false"}
-		if file != "" {
-			args = append(args, "-f", filepath.Join(chart, file))
-		}
-		for _, o := range render(t, args...) {
-			cm, ok := o.(*corev1.ConfigMap)
-			if !ok {
-				continue
-			}
-			// Secret files the config names: stand-ins with content.
-			cfg := cm.Data["whatchanged.yaml"]
-			for _, line := range strings.Split(cfg, "\n") {
-				if _, path, ok := strings.Cut(line, "_file: "); ok {
-					p := filepath.Join(dir, strings.TrimSpace(path))
-					_ = os.MkdirAll(filepath.Dir(p), 0o755)
-					content := "stand-in-token\n"
-					if strings.Contains(path, "url") {
-						content = "https://hooks.example.com/T0/B0/x\n"
-					}
-					_ = os.WriteFile(p, []byte(content), 0o600)
-					cfg = strings.ReplaceAll(cfg, strings.TrimSpace(path), p)
-				}
-			}
-			cfg = strings.ReplaceAll(cfg, "/var/lib/whatchanged", filepath.Join(dir, "data"))
-			f := filepath.Join(dir, "c.yaml")
-			_ = os.WriteFile(f, []byte(cfg), 0o600)
-			if out, err := exec.Command(bin, "config", "check", "--config", f).CombinedOutput(); err != nil {
-				t.Errorf("%s: rendered config rejected: %v\n%s\n%s", file, err, out, cfg)
-			}
+		out, err := template(t, chart, args...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: want an error naming %q, got %v\n%s", c.set, c.want, err, out)
 		}
 	}
 }
 
-// The kube-prometheus-stack values example: its container and volumes
-// decode strictly into the real types, and reference what this chart
-// renders in sidecar mode.
-func TestKubePrometheusStackSidecarExample(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(chart, "examples/kube-prometheus-stack-sidecar.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v struct {
-		Alertmanager struct {
-			AlertmanagerSpec struct {
-				Containers []any `json:"containers"`
-				Volumes    []any `json:"volumes"`
-			} `json:"alertmanagerSpec"`
-			Config map[string]any `json:"config"`
-		} `json:"alertmanager"`
-	}
-	if err := yaml.UnmarshalStrict(b, &v); err != nil {
-		t.Fatal(err)
-	}
-	var c corev1.Container
-	cb, _ := yaml.Marshal(v.Alertmanager.AlertmanagerSpec.Containers[0])
-	if err := yaml.UnmarshalStrict(cb, &c); err != nil {
-		t.Fatalf("container does not decode strictly into corev1.Container: %v", err)
-	}
-	configMaps := map[string]bool{}
-	for _, raw := range v.Alertmanager.AlertmanagerSpec.Volumes {
-		var vol corev1.Volume
-		vb, _ := yaml.Marshal(raw)
-		if err := yaml.UnmarshalStrict(vb, &vol); err != nil {
-			t.Fatalf("volume does not decode strictly into corev1.Volume: %v", err)
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// whatchanged builds the real binary once for the package.
+func whatchanged(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "whatchanged-helm-bin-")
+		if err != nil {
+			binErr = err
+			return
 		}
-		if vol.ConfigMap != nil {
-			configMaps[vol.ConfigMap.Name] = true
+		binPath = filepath.Join(dir, "whatchanged")
+		if out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/whatchanged").CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("build whatchanged: %v\n%s", err, out)
 		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
 	}
-	for _, o := range render(t, "-f", filepath.Join(chart, "examples/sidecar.yaml")) {
-		if cm, ok := o.(*corev1.ConfigMap); ok && !configMaps[cm.Name] {
-			t.Errorf("the sidecar does not mount the chart's ConfigMap %q (mounts %v)", cm.Name, configMaps)
-		}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	stopAPIServer()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
 	}
-	if c.SecurityContext == nil || c.SecurityContext.ReadOnlyRootFilesystem == nil || !*c.SecurityContext.ReadOnlyRootFilesystem {
-		t.Errorf("sidecar security context: %+v", c.SecurityContext)
+	os.Exit(code)
+}
+
+// setOf is the string set of xs.
+func setOf(xs ...string) map[string]bool {
+	m := map[string]bool{}
+	for _, x := range xs {
+		m[x] = true
 	}
-	if !strings.Contains(string(b), "url: http://127.0.0.1:8080/webhook") || !strings.Contains(strings.Join(c.Args, " "), "--listen 127.0.0.1:8080") {
-		t.Errorf("the webhook receiver and the listener are not both on localhost")
-	}
+	return m
 }

@@ -1,35 +1,117 @@
-{{- define "whatchanged.name" -}}{{ .Chart.Name }}{{- end -}}
+{{- define "whatchanged.name" -}}
+{{- .Values.nameOverride | default .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{- define "whatchanged.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}{{ .Release.Name | trunc 63 | trimSuffix "-" }}{{- else -}}{{ printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}{{- end -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := .Values.nameOverride | default .Chart.Name -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
-{{- define "whatchanged.labels" -}}
-app.kubernetes.io/name: {{ include "whatchanged.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- end -}}
+{{- end -}}
+
 {{- define "whatchanged.selector" -}}
 app.kubernetes.io/name: {{ include "whatchanged.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
-{{/* The Secret a value lives in: the user's existing one, or ours. */}}
-{{- define "whatchanged.secretName" -}}
-{{- if .existing -}}{{ .existing }}{{- else -}}{{ include "whatchanged.fullname" .root }}{{- end -}}
+
+{{- define "whatchanged.labels" -}}
+{{ include "whatchanged.selector" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
-{{/* Secret files: each mounted at /etc/whatchanged/secrets/<name>/<key>. */}}
-{{- define "whatchanged.secretMounts" -}}
-{{- $m := list -}}
+
+{{- define "whatchanged.serviceAccountName" -}}
+{{- if eq .Values.mode "sidecar" -}}
+{{- required "sidecar.serviceAccountName: the Alertmanager pod's ServiceAccount (kube-prometheus-stack: <release>-alertmanager)" .Values.sidecar.serviceAccountName -}}
+{{- else if .Values.serviceAccount.create -}}
+{{- .Values.serviceAccount.name | default (include "whatchanged.fullname" .) -}}
+{{- else -}}
+{{- required "serviceAccount.name: the existing ServiceAccount to run as (serviceAccount.create is false)" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* repository:tag, or repository:tag@digest when a digest pins it. */}}
+{{- define "whatchanged.image" -}}
+{{- $ref := printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- with .Values.image.digest }}{{ $ref = printf "%s@%s" $ref . }}{{ end -}}
+{{- $ref -}}
+{{- end -}}
+
+{{/* global.imagePullSecrets (a parent chart's: names or {name}) then ours. */}}
+{{- define "whatchanged.imagePullSecrets" -}}
+{{- $all := list -}}
+{{- range (concat (dig "global" "imagePullSecrets" (list) .Values.AsMap) .Values.imagePullSecrets) -}}
+{{- if kindIs "string" . }}{{ $all = append $all (dict "name" .) }}{{ else }}{{ $all = append $all . }}{{ end -}}
+{{- end -}}
+{{- with $all }}{{ toYaml . }}{{ end -}}
+{{- end -}}
+
+{{/* The port whatchanged listens on: loopback in the Alertmanager pod, else 8080. */}}
+{{- define "whatchanged.listen" -}}
+{{- if eq .Values.mode "sidecar" -}}127.0.0.1:{{ .Values.sidecar.port }}{{- else -}}0.0.0.0:8080{{- end -}}
+{{- end -}}
+
+{{/*
+The secret files whatchanged reads, as a JSON list of {path, secret, key}:
+each key of a Secret is projected to /etc/whatchanged/secrets/<path>. One
+projected volume (not subPath mounts) so a rotated Secret reaches the file,
+which whatchanged re-reads. The config, the volume and the chart's own
+Secret are all built from this list.
+*/}}
+{{- define "whatchanged.secretFiles" -}}
+{{- $f := list -}}
 {{- $ours := include "whatchanged.fullname" . -}}
-{{- with .Values.auth }}{{ if or .token .existingSecret }}{{ $m = append $m (dict "name" "auth-token" "secret" (.existingSecret | default $ours) "key" (ternary .existingSecretKey "auth-token" (ne .existingSecret ""))) }}{{ end }}{{ end -}}
-{{- with .Values.downstream }}{{ if or .url .existingSecret }}{{ $m = append $m (dict "name" "downstream-url" "secret" (.existingSecret | default $ours) "key" (ternary .existingSecretKey "downstream-url" (ne .existingSecret ""))) }}{{ end }}{{ end -}}
-{{- with .Values.sources.argocd }}{{ if and .enabled .server }}{{ $m = append $m (dict "name" "argocd-token" "secret" (.existingSecret | default $ours) "key" (ternary .existingSecretKey "argocd-token" (ne .existingSecret ""))) }}{{ end }}{{ end -}}
-{{- with .Values.sources.github }}{{ if .enabled }}
-{{- if .app.appID }}{{ $m = append $m (dict "name" "github-app" "secret" .app.existingSecret "key" .app.existingSecretKey) }}
-{{- else }}{{ $m = append $m (dict "name" "github-token" "secret" (.existingSecret | default $ours) "key" (ternary .existingSecretKey "github-token" (ne .existingSecret ""))) }}{{ end }}
-{{- end }}{{ end -}}
-{{ toJson $m }}
+{{- with .Values.auth -}}
+{{- if .existingSecret }}{{ $f = append $f (dict "path" "auth-token" "secret" .existingSecret "key" .existingSecretKey) }}
+{{- else if .token }}{{ $f = append $f (dict "path" "auth-token" "secret" $ours "key" "auth-token") }}{{ end -}}
 {{- end -}}
+{{- with .Values.downstream -}}
+{{- if .existingSecret }}{{ $f = append $f (dict "path" "downstream-url" "secret" .existingSecret "key" .existingSecretKey) }}
+{{- else if .url }}{{ $f = append $f (dict "path" "downstream-url" "secret" $ours "key" "downstream-url") }}{{ end -}}
+{{- with .authorization.existingSecret }}{{ $f = append $f (dict "path" "downstream-credentials" "secret" . "key" $.Values.downstream.authorization.existingSecretKey) }}{{ end -}}
+{{- end -}}
+{{- with .Values.sources.argocd -}}
+{{- if and .enabled .server -}}
+{{- if .existingSecret }}{{ $f = append $f (dict "path" "argocd-token" "secret" .existingSecret "key" .existingSecretKey) }}
+{{- else if .token }}{{ $f = append $f (dict "path" "argocd-token" "secret" $ours "key" "argocd-token") }}
+{{- else }}{{ fail "sources.argocd.server needs sources.argocd.existingSecret (or token): an Argo CD API token (argocd account generate-token)" }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- with .Values.sources.github -}}
+{{- if .enabled -}}
+{{- if .app.appID }}{{ $f = append $f (dict "path" (printf "github-app/%s" .app.existingSecretKey) "secret" (required "sources.github.app.existingSecret: the Secret holding the GitHub App's private key" .app.existingSecret) "key" .app.existingSecretKey) }}
+{{- else if .existingSecret }}{{ $f = append $f (dict "path" "github-token" "secret" .existingSecret "key" .existingSecretKey) }}
+{{- else if .token }}{{ $f = append $f (dict "path" "github-token" "secret" $ours "key" "github-token") }}
+{{- else }}{{ fail "sources.github.enabled needs sources.github.existingSecret (or token), or a GitHub App (sources.github.app)" }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $f -}}
+{{- end -}}
+
+{{/* Inline mode's upstreams as a JSON list: the operator's Alertmanager, then inline.upstreams. */}}
+{{- define "whatchanged.inlineUpstreams" -}}
+{{- $ups := list -}}
+{{- with .Values.inline.alertmanager -}}
+{{- if .enabled -}}
+{{- $u := dict "name" "alertmanager" "url" (.url | default (printf "http://alertmanager-operated.%s.svc:9093" $.Release.Namespace)) "timeout" .timeout -}}
+{{- with .discovery }}{{ $_ := set $u "discovery" . }}{{ end -}}
+{{- with .httpConfig }}{{ $_ := set $u "http_config" . }}{{ end -}}
+{{- $ups = append $ups $u -}}
+{{- end -}}
+{{- end -}}
+{{- toJson (concat $ups .Values.inline.upstreams) -}}
+{{- end -}}
+
 {{/* RBAC rules for workloads (Kubernetes source). */}}
 {{- define "whatchanged.kubeRules" -}}
 - apiGroups: [apps]
@@ -47,13 +129,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   verbs: [get, list, watch]
 {{- end }}
 {{- end -}}
+
 {{- define "whatchanged.argoRules" -}}
 - apiGroups: [argoproj.io]
   resources: [applications]
   verbs: [get, list, watch]
 {{- end -}}
+
 {{- define "whatchanged.subject" -}}
 - kind: ServiceAccount
-  name: {{ if eq .Values.mode "sidecar" }}{{ required "sidecar.serviceAccountName: the Alertmanager pod's ServiceAccount" .Values.sidecar.serviceAccountName }}{{ else }}{{ include "whatchanged.fullname" . }}{{ end }}
+  name: {{ include "whatchanged.serviceAccountName" . }}
   namespace: {{ .Release.Namespace }}
 {{- end -}}
