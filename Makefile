@@ -155,14 +155,14 @@ chart-docs: $(HELM_DOCS)
 tools: $(ACTIONLINT)
 $(ACTIONLINT):
 	@mkdir -p $(dir $@)
-	@echo "building actionlint v$(ACTIONLINT_VERSION) into $(dir $@) (once; about 30 seconds cold)"
+	@echo "building actionlint v$(ACTIONLINT_VERSION) into $(dir $@) (once; about 10 seconds cold)"
 	cd $(dir $@) && GOBIN=$(dir $@) GOFLAGS=-buildvcs=false $(GO) install github.com/rhysd/actionlint/cmd/actionlint@v$(ACTIONLINT_VERSION)
 
 ## image: the linux/amd64 + linux/arm64 container image, built without a container engine (hack/image):
 ## an OCI layout in bin/image/oci (crane push, skopeo copy) and bin/image/whatchanged-linux-<arch>.tar (docker load, podman load).
 IMAGE ?= ghcr.io/whatchanged/whatchanged:$(VERSION)
 image:
-	@echo "building $(IMAGE) (revision $(REVISION)) for linux/amd64 and linux/arm64 into bin/image (about 3 minutes cold, 10 seconds warm)"
+	@echo "building $(IMAGE) (revision $(REVISION)) for linux/amd64 and linux/arm64 into bin/image (about 6 minutes on a cold Go cache, 10 seconds warm)"
 	$(GO) run ./hack/image -out bin/image -image $(IMAGE) -version $(VERSION) -revision $(REVISION) -date $(BUILD_DATE)
 
 $(PROMETHEUS):
