@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/whatchanged/whatchanged/sources"
@@ -45,7 +47,7 @@ type jobResult struct {
 // source that ignores its context is abandoned, never waited for.
 func (e *Enricher) fanOut(ctx context.Context, queries map[string]sources.Query) map[string][]SourceResult {
 	var jobs []job
-	for _, key := range sortedKeys(queries) {
+	for _, key := range slices.Sorted(maps.Keys(queries)) {
 		for i := range e.sources {
 			jobs = append(jobs, job{key: key, entry: i, query: queries[key]})
 		}

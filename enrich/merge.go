@@ -2,6 +2,7 @@ package enrich
 
 import (
 	"cmp"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -653,7 +654,7 @@ func combine(obs []observation, idx []int) sources.Change {
 		}
 	}
 	if len(srcs) > 1 {
-		out.Sources = sortedKeys(srcs)
+		out.Sources = slices.Sorted(maps.Keys(srcs))
 	}
 	return out
 }

@@ -27,7 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"sort"
+	"slices"
 	"time"
 )
 
@@ -285,7 +285,7 @@ func (p *Payload) MarshalJSON() ([]byte, error) { return p.Encode() }
 // be valid JSON: they come from the decoder or from json.Marshal.
 func writeObject(buf *bytes.Buffer, fields map[string]json.RawMessage) {
 	buf.WriteByte('{')
-	for i, k := range sortedKeys(fields) {
+	for i, k := range slices.Sorted(maps.Keys(fields)) {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
@@ -313,14 +313,4 @@ func commonAnnotations(alerts []*Alert) map[string]string {
 		}
 	}
 	return common
-}
-
-// sortedKeys is used wherever output must not depend on map order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

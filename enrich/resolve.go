@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"text/template"
 
@@ -80,7 +81,7 @@ func compileRule(i int, rule Rule) (compiledRule, error) {
 	if len(rule.Match) == 0 && len(rule.MatchRE) == 0 {
 		return cr, &RuleError{i, "match", fmt.Errorf("a rule needs at least one matcher (match or match_re)")}
 	}
-	for _, label := range sortedKeys(rule.MatchRE) {
+	for _, label := range slices.Sorted(maps.Keys(rule.MatchRE)) {
 		re, err := regexp.Compile("^(?:" + rule.MatchRE[label] + ")$")
 		if err != nil {
 			return cr, &RuleError{i, "match_re." + label, err}

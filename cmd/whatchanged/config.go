@@ -63,8 +63,20 @@ type Secret string
 
 func (Secret) String() string               { return "<secret>" }
 func (Secret) LogValue() slog.Value         { return slog.StringValue("<secret>") }
-func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"<secret>"`), nil }
-func (Secret) MarshalYAML() (any, error)    { return "<secret>", nil }
+// An unset secret marshals as "", so `config check --show` tells set from
+// unset.
+func (s Secret) MarshalJSON() ([]byte, error) {
+	if s == "" {
+		return []byte(`""`), nil
+	}
+	return []byte(`"<secret>"`), nil
+}
+func (s Secret) MarshalYAML() (any, error) {
+	if s == "" {
+		return "", nil
+	}
+	return "<secret>", nil
+}
 func (s Secret) GoString() string           { return s.String() }
 func (s Secret) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte("<secret>")) }
 func (s Secret) reveal() string             { return string(s) }
@@ -167,16 +179,23 @@ func parseConfig(name string, data []byte, overrides ...func(*Config)) (Config, 
 	var errs ConfigErrors
 	expandEnv(root, name, "", &errs)
 	checkKeys(root, reflect.TypeOf(cfg), "", name, lines, &errs)
-	if len(errs) > 0 {
-		return cfg, errs
-	}
-	if err := root.Decode(&cfg); err != nil {
+	// Decode even when the walk found problems: what decodes is validated
+	// too, so one run reports every problem. A value the walk refused stays
+	// at its default and raises nothing more.
+	if err := root.Decode(&cfg); err != nil && len(errs) == 0 {
 		return cfg, ConfigErrors{yamlError(name, err)}
 	}
 	for _, o := range overrides {
 		o(&cfg)
 	}
-	return cfg, cfg.finish(name, lines)
+	if err := cfg.finish(name, lines); err != nil {
+		errs = append(errs, err.(ConfigErrors)...)
+	}
+	if len(errs) > 0 {
+		slices.SortStableFunc(errs, func(a, b ConfigError) int { return a.Line - b.Line })
+		return cfg, errs
+	}
+	return cfg, nil
 }
 
 var yamlLine = regexp.MustCompile(`line (\d+): (.*)`)
@@ -456,12 +475,12 @@ func (c *Config) finish(file string, lines map[string]int) error {
 		p.bad("server.max_body_bytes", "must not be negative")
 	}
 	c.Enrich = c.Enrich.WithDefaults()
-	if c.Inline.Enabled && c.Enrich.Annotations.ChangesJSON == nil {
-		// Alertmanager's default PagerDuty, Opsgenie, MS Teams and email
-		// templates print every annotation: 4 KB of JSON would open the
-		// page. Whoever wants it in inline mode sets it.
-		off := false
-		c.Enrich.Annotations.ChangesJSON = &off
+	if c.Enrich.Annotations.ChangesJSON == nil {
+		// Inline, Alertmanager's default PagerDuty, Opsgenie, MS Teams and
+		// email templates print every annotation: 4 KB of JSON would open
+		// the page. Whoever wants it in inline mode sets it.
+		on := !c.Inline.Enabled
+		c.Enrich.Annotations.ChangesJSON = &on
 	}
 	for k, msg := range c.Enrich.Validate() {
 		p.bad("enrich."+k, msg)
@@ -505,11 +524,45 @@ func lineOf(lines map[string]int, key string) int {
 }
 
 // marshalRedacted renders the effective config for `config check` with
-// secrets hidden.
+// secrets hidden and durations as written in a config (7d, not 168h0m0s).
 func (c Config) marshalRedacted() string {
+	var doc yaml.Node
+	if err := doc.Encode(c); err != nil {
+		return "# " + err.Error() + "\n"
+	}
+	promDurations(&doc, reflect.TypeOf(c))
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
-	_ = enc.Encode(c)
+	_ = enc.Encode(&doc)
 	return buf.String()
+}
+
+// promDurations rewrites the durations of an encoded config in
+// Prometheus's form, walking the node beside its Go type.
+func promDurations(n *yaml.Node, t reflect.Type) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t == durationType && n.Kind == yaml.ScalarNode:
+		if d, err := time.ParseDuration(n.Value); err == nil {
+			n.Value = model.Duration(d).String()
+		}
+	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
+		fields := yamlFields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if ft, ok := fields[n.Content[i].Value]; ok {
+				promDurations(n.Content[i+1], ft)
+			}
+		}
+	case t.Kind() == reflect.Map && n.Kind == yaml.MappingNode:
+		for i := 1; i < len(n.Content); i += 2 {
+			promDurations(n.Content[i], t.Elem())
+		}
+	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		for _, item := range n.Content {
+			promDurations(item, t.Elem())
+		}
+	}
 }

@@ -33,6 +33,10 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 			want: []string{"c.yaml:4: downstreams.pager.http_config: at most one of authorization credentials & credentials_file"}},
 		{name: "unknown key in http_config", yaml: "downstreams:\n  pager:\n    url: http://x\n    http_config:\n      tls:\n        ca_file: /x\n",
 			want: []string{"c.yaml:5: downstreams.pager.http_config.tls: unknown key (known: authorization, basic_auth,"}},
+		{name: "missing credentials file", yaml: "sources:\n  argocd:\n    enabled: true\n    server: https://argocd.example.com\n    http_config:\n      authorization:\n        credentials_file: /nonexistent/argocd-token\n      tls_config:\n        ca_file: /nonexistent/ca.crt\n",
+			want: []string{"c.yaml:7: sources.argocd.http_config.authorization.credentials_file: open /nonexistent/argocd-token", "c.yaml:9: sources.argocd.http_config.tls_config.ca_file: open /nonexistent/ca.crt"}},
+		{name: "range checked beside an unknown key", yaml: "enrich:\n  budget: 1h\n  budgit: 1s\n",
+			want: []string{"c.yaml:2: enrich.budget: must be between", "c.yaml:3: enrich.budgit: unknown key"}},
 		{name: "bad discovery", yaml: "inline:\n  enabled: true\n  upstreams:\n    - {url: 'http://am:9093', discovery: srv}\n",
 			want: []string{`c.yaml:4: inline.upstreams[0].discovery: "srv" is not one of dns`}},
 		{name: "invalid value", yaml: "enrich:\n  budget: 1h\n", want: []string{"c.yaml:2: enrich.budget: must be between 10ms and 30s"}},
@@ -160,6 +164,13 @@ func TestConfigCheckCommand(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "good.yaml: ok") || strings.Contains(out.String(), "s3cr3t") || !strings.Contains(out.String(), "<secret>") {
 		t.Errorf("output: %s", out.String())
+	}
+	// Which secrets are set, durations as a config writes them, defaults
+	// spelled out.
+	for _, want := range []string{"#   downstreams.default.url: set in the config", "retention: 1w", "budget: 1s", "changes_json: true", "bearer_token: \"\""} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("config check --show lacks %q:\n%s", want, out.String())
+		}
 	}
 }
 

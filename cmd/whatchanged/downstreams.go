@@ -14,7 +14,8 @@ import (
 )
 
 // Downstreams are the receivers of enriched notifications, by name; a
-// notification goes to the one named by ?to= (default: "default").
+// notification posted to /webhook/<name> goes to <name>, to /webhook to
+// "default".
 type Downstreams map[string]DownstreamConfig
 
 // DownstreamConfig is one receiver: Alertmanager's webhook_config shape (url

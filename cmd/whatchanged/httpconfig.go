@@ -1,7 +1,10 @@
 package main
 
 import (
+	"maps"
 	"net/http"
+	"os"
+	"slices"
 
 	commoncfg "github.com/prometheus/common/config"
 )
@@ -30,6 +33,32 @@ func checkHTTPConfig(c HTTPConfig, key string, p problems) {
 	}
 	if err := c.Validate(); err != nil {
 		p.bad(key, err.Error())
+		return
+	}
+	// Files are re-read on every request, so they may change; they must
+	// exist now, or the first alert would find out. Each is named by its key.
+	files := map[string]string{
+		"tls_config.ca_file": c.TLSConfig.CAFile, "tls_config.cert_file": c.TLSConfig.CertFile, "tls_config.key_file": c.TLSConfig.KeyFile,
+	}
+	if a := c.Authorization; a != nil {
+		files["authorization.credentials_file"] = a.CredentialsFile
+	}
+	if b := c.BasicAuth; b != nil {
+		files["basic_auth.username_file"], files["basic_auth.password_file"] = b.UsernameFile, b.PasswordFile
+	}
+	if o := c.OAuth2; o != nil {
+		files["oauth2.client_secret_file"] = o.ClientSecretFile
+	}
+	failed := false
+	for _, k := range slices.Sorted(maps.Keys(files)) {
+		if f := files[k]; f != "" {
+			if _, err := os.ReadFile(f); err != nil {
+				p.bad(key+"."+k, err.Error())
+				failed = true
+			}
+		}
+	}
+	if failed {
 		return
 	}
 	if _, err := roundTripper(c, key); err != nil {

@@ -14,7 +14,9 @@ func (c ChangesSourceConfig) On() bool { return c.Enabled == nil || *c.Enabled }
 func (*ChangesSourceConfig) key() string { return "sources.changes" }
 
 func (c *ChangesSourceConfig) finish(cfg *Config, p problems) {
-	if !c.On() {
+	on := c.On()
+	c.Enabled = &on // explicit, so config check --show says it
+	if !on {
 		return
 	}
 	if cfg.DataDir == "" {
