@@ -61,8 +61,9 @@ type BasicAuthConfig struct {
 // Secret is a configured secret: it prints, logs and marshals as <secret>.
 type Secret string
 
-func (Secret) String() string               { return "<secret>" }
-func (Secret) LogValue() slog.Value         { return slog.StringValue("<secret>") }
+func (Secret) String() string       { return "<secret>" }
+func (Secret) LogValue() slog.Value { return slog.StringValue("<secret>") }
+
 // An unset secret marshals as "", so `config check --show` tells set from
 // unset.
 func (s Secret) MarshalJSON() ([]byte, error) {
