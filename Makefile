@@ -81,6 +81,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./enrich/ ./sources/changes/
 	$(GO) test -run '^$$' -bench LargeCluster -benchtime 2000x ./sources/kube/
 	$(GO) test -run '^$$' -bench RefreshBudget -benchtime 1x ./sources/github/
+	$(GO) test -run '^$$' -bench BoundedState -benchtime 1x ./sources/argocd/ ./sources/github/ ./enrich/deliver/slack/
 	$(GO) run ./hack/loadtest -bin bin/whatchanged
 
 ## fuzz: run each fuzz target for FUZZTIME (their seed corpora also run in `make test`).
@@ -88,6 +89,8 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./enrich/ -run '^$$' -fuzz '^FuzzDecodeWebhook$$' -fuzztime $(FUZZTIME) -parallel 1
 	$(GO) test ./enrich/ -run '^$$' -fuzz '^FuzzRuleMatch$$' -fuzztime $(FUZZTIME) -parallel 1
+	$(GO) test ./sources/changes/ -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME) -parallel 1
+	$(GO) test ./enrich/server/ -run '^$$' -fuzz '^FuzzDebugEnrich$$' -fuzztime $(FUZZTIME) -parallel 1
 
 ## quality: run the incident scenarios (test/scenarios) and print "N/M right, K false suspects, L duplicate lines" and what went wrong; fails if any is wrong.
 quality: tools

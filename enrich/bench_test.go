@@ -34,7 +34,7 @@ func BenchmarkNotification(b *testing.B) {
 	}
 	r, _ := NewResolver(nil)
 	e := New(Options{}, r, []SourceEntry{{Source: src}}, nil)
-	for _, n := range []int{1, 10, 200} {
+	for _, n := range []int{1, 10, 200, 45000} { // 45,000 small alerts: a body just under the 8 MiB limit
 		var alerts []string
 		for i := 0; i < n; i++ {
 			alerts = append(alerts, fmt.Sprintf(`{"status":"firing","labels":{"alertname":"KubePodCrashLooping","namespace":"shop","pod":"svc-%d-7d9f8b6c4-x%04d"},"annotations":{"description":"d"},"startsAt":%q,"endsAt":"0001-01-01T00:00:00Z","fingerprint":"%x"}`,

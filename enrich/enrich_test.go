@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -111,6 +112,7 @@ func newTestEnricher(t *testing.T, opts Options, rules []Rule, srcs ...SourceEnt
 	}
 	e := New(opts, r, srcs, nil)
 	e.now = func() time.Time { return t0 }
+	t.Cleanup(e.StopProbes)
 	return e
 }
 
@@ -386,7 +388,7 @@ func TestBudgetBoundsASourceThatIgnoresItsContext(t *testing.T) {
 	if took > time.Second {
 		t.Fatalf("enrichment took %s with a 150ms budget", took)
 	}
-	if got := a.Annotations["whatchanged_error"]; got != "argocd: timeout after 150ms (enrichment budget)" {
+	if got := a.Annotations["whatchanged_error"]; got != "argocd: timeout after 150ms" {
 		t.Errorf("whatchanged_error = %q", got)
 	}
 	if a.Annotations["whatchanged_suspect"] == "" {
@@ -478,4 +480,51 @@ type staleSource struct{ changes []sources.Change }
 func (s *staleSource) Name() string { return "github" }
 func (s *staleSource) Changes(context.Context, sources.Query) ([]sources.Change, error) {
 	return s.changes, errString("rate limited until 2026-11-21T11:00:00Z")
+}
+
+// The budget bounds the whole enrichment, not only the sources: when the
+// caller's deadline (arrival + budget + grace) has passed — decoding a huge
+// body took it all — every alert goes out at once with our error only, and
+// others' annotations are kept.
+func TestOverBudgetAlertsGoOutUnenrichedNotLate(t *testing.T) {
+	src := &staticSource{name: "changes", changes: fixtureChanges()}
+	e := newTestEnricher(t, Options{Budget: time.Second}, nil, SourceEntry{Source: src})
+	var alerts []*Alert
+	for range 100 {
+		alerts = append(alerts, alert(map[string]string{"namespace": "shop", "deployment": "api"}))
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Millisecond))
+	defer cancel()
+	start := time.Now()
+	e.Enrich(ctx, alerts, nil)
+	if took := time.Since(start); took > 500*time.Millisecond {
+		t.Errorf("took %s past its deadline", took)
+	}
+	for i, a := range alerts {
+		if a.Annotations["whatchanged_error"] != BudgetExceeded || a.Annotations["whatchanged_summary"] != "" || a.Annotations["description"] != "keep me" {
+			t.Fatalf("alert %d: %v", i, a.Annotations)
+		}
+	}
+}
+
+// A group of many alerts of one workload is ranked once: every alert gets
+// the same annotations, equal to a lone alert's.
+func TestIdenticalAlertsShareOneRanking(t *testing.T) {
+	src := &staticSource{name: "changes", changes: fixtureChanges()}
+	e := newTestEnricher(t, Options{}, nil, SourceEntry{Source: src})
+	lone := alert(map[string]string{"namespace": "shop", "deployment": "api"})
+	e.Enrich(context.Background(), []*Alert{lone}, nil)
+	var alerts []*Alert
+	for range 1000 {
+		alerts = append(alerts, alert(map[string]string{"namespace": "shop", "deployment": "api"}))
+	}
+	rep := e.Enrich(context.Background(), alerts, nil)
+	for i, a := range alerts {
+		if !maps.Equal(a.Annotations, lone.Annotations) {
+			t.Fatalf("alert %d: %v\nwant %v", i, a.Annotations, lone.Annotations)
+		}
+	}
+	if rep.Alerts[999].Suspect == nil || lone.Annotations["whatchanged_suspect"] == "" {
+		t.Errorf("no suspect: %v", lone.Annotations)
+	}
 }

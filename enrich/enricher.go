@@ -26,6 +26,11 @@ type Options struct {
 	AnnotationPrefix   string        `yaml:"annotation_prefix"`
 	MaxChanges         int           `yaml:"max_changes"`
 	MaxAnnotationBytes int           `yaml:"max_annotation_bytes"`
+	// MaxAddedBytes bounds what one notification grows by: alerts are
+	// annotated in order until our annotations reach it; later ones get
+	// only whatchanged_error (see Crowded). A flood of thousands of alerts
+	// keeps a bounded size and memory; its first alerts carry the answer.
+	MaxAddedBytes int `yaml:"max_added_bytes"`
 	// Annotations turns the optional annotations on and off.
 	Annotations AnnotationOptions `yaml:"annotations"`
 }
@@ -57,6 +62,7 @@ func DefaultOptions() Options {
 		AnnotationPrefix:   DefaultAnnotationPrefix,
 		MaxChanges:         5,
 		MaxAnnotationBytes: 4096,
+		MaxAddedBytes:      4 << 20,
 	}
 }
 
@@ -81,6 +87,9 @@ func (o Options) WithDefaults() Options {
 	}
 	if o.MaxAnnotationBytes == 0 {
 		o.MaxAnnotationBytes = d.MaxAnnotationBytes
+	}
+	if o.MaxAddedBytes == 0 {
+		o.MaxAddedBytes = d.MaxAddedBytes
 	}
 	return o
 }
@@ -109,6 +118,9 @@ func (o Options) Validate() map[string]string {
 	if o.MaxAnnotationBytes < 512 {
 		errs["max_annotation_bytes"] = "must be at least 512"
 	}
+	if o.MaxAddedBytes < 64<<10 {
+		errs["max_added_bytes"] = "must be at least 65536"
+	}
 	return errs
 }
 
@@ -118,8 +130,11 @@ type Enricher struct {
 	resolver *Resolver
 	sources  []SourceEntry
 	appRepos []sources.AppRepos // the sources that know apps' repositories
-	metrics  *Metrics
-	now      func() time.Time
+	// sourceHealth takes a source that stops answering out of the alert
+	// path until a probe sees it answer (health.go).
+	sourceHealth *health
+	metrics      *Metrics
+	now          func() time.Time
 }
 
 // New builds an enricher. metrics may be nil.
@@ -130,6 +145,7 @@ func New(opts Options, resolver *Resolver, entries []SourceEntry, metrics *Metri
 			e.appRepos = append(e.appRepos, ar)
 		}
 	}
+	e.sourceHealth = e.newHealth()
 	return e
 }
 
@@ -139,6 +155,8 @@ type Report struct {
 	Budget   string        `json:"budget"`
 	Duration string        `json:"duration"`
 	Alerts   []AlertReport `json:"alerts"`
+
+	took time.Duration
 }
 
 // AlertReport is the explanation for one alert.
@@ -174,9 +192,9 @@ const historyHorizon = 365 * 24 * time.Hour
 
 // until is the end of an alert's window: its end when resolved, else the
 // notification (now), and never less than the configured look-ahead.
-func (e *Enricher) until(a *Alert, startsAt time.Time) time.Time {
+func (e *Enricher) until(a *Alert, startsAt, now time.Time) time.Time {
 	until := startsAt.Add(e.opts.Lookahead)
-	end := e.now().UTC()
+	end := now
 	if !a.Firing(end) && !a.EndsAt.IsZero() && a.EndsAt.Year() > 1 {
 		end = a.EndsAt
 	}
@@ -186,77 +204,204 @@ func (e *Enricher) until(a *Alert, startsAt time.Time) time.Time {
 	return until
 }
 
+func orEmpty(steps []Step) []Step {
+	if steps == nil {
+		return []Step{}
+	}
+	return steps
+}
+
+// Crowded is the error annotation of an alert after Options.MaxAddedBytes
+// of ours were written to its notification.
+const Crowded = "too many alerts in this notification to annotate them all (enrich.max_added_bytes)"
+
+// BudgetExceeded is the error annotation of an alert the budget ran out
+// before: it goes out with no other annotation of ours, never late.
+const BudgetExceeded = "enrichment budget exceeded"
+
+// RenderGrace is what ranking and rendering may take after the sources'
+// budget: the whole of Enrich ends within Budget + RenderGrace.
+const RenderGrace = 200 * time.Millisecond
+
 // Enrich adds annotations to every alert for which skip (may be nil)
 // returns "". It never fails: sources that fail or time out are named in
-// the whatchanged_error annotation. The whole call is bounded by the budget.
+// the whatchanged_error annotation. The whole call — resolving, asking,
+// ranking, rendering — ends by Budget + RenderGrace from now, or by ctx's
+// deadline if earlier (a server that started the clock when the request
+// arrived passes arrival + Budget + RenderGrace, so decoding counts too).
+// Sources are asked until RenderGrace before that end; alerts the end
+// comes before get only whatchanged_error: enrichment budget exceeded.
 func (e *Enricher) Enrich(ctx context.Context, alerts []*Alert, skip func(*Alert) string) Report {
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, e.opts.Budget)
-	defer cancel()
+	return e.run(ctx, alerts, skip, true)
+}
 
-	reports := make([]AlertReport, len(alerts))
+// Annotate is Enrich without the per-alert explanation, for the delivery
+// paths: a group of tens of thousands of alerts keeps no report for each.
+// It returns how long it took.
+func (e *Enricher) Annotate(ctx context.Context, alerts []*Alert, skip func(*Alert) string) time.Duration {
+	r := e.run(ctx, alerts, skip, false)
+	return r.took
+}
+
+// alertWork is what run keeps per alert between resolving and rendering.
+type alertWork struct {
+	skipped string
+	subject *sources.Subject // shared by the alerts of one subject
+	window  Window
+}
+
+func (e *Enricher) run(ctx context.Context, alerts []*Alert, skip func(*Alert) string, explain bool) Report {
+	start := time.Now()
+	deadline := start.Add(e.opts.Budget + RenderGrace)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	// Sources are cut off RenderGrace before the end, so their answers can
+	// still be ranked and rendered in time.
+	askCtx, cancelAsk := context.WithDeadline(ctx, deadline.Add(-RenderGrace))
+	defer cancelAsk()
+	// One clock reading per notification: alerts of one group get the same
+	// window end, so identical alerts are ranked once (see memo below).
+	now := e.now().UTC()
+
+	var reports []AlertReport
+	if explain {
+		reports = make([]AlertReport, len(alerts))
+	}
+	work := make([]alertWork, len(alerts))
+	subjects := map[string]*sources.Subject{}
 	queries := map[string]sources.Query{}
+	var noSubject sources.Subject
 	for i, a := range alerts {
-		rep := &reports[i]
-		rep.Fingerprint, rep.Labels = a.Fingerprint, a.Labels
+		w := &work[i]
 		if skip != nil {
-			if rep.Skipped = skip(a); rep.Skipped != "" {
+			if w.skipped = skip(a); w.skipped != "" {
+				if explain {
+					reports[i] = AlertReport{Fingerprint: a.Fingerprint, Labels: a.Labels, Skipped: w.skipped}
+				}
 				continue
 			}
 		}
-		rep.Subject, rep.Resolution = e.resolver.Resolve(a.Labels)
+		w.subject = &noSubject
+		if ctx.Err() != nil {
+			continue // rendered below as over budget
+		}
+		subject, resolution := e.resolver.Resolve(a.Labels)
+		key := subject.Key()
+		if s, ok := subjects[key]; ok {
+			w.subject = s
+		} else {
+			w.subject = &subject
+			subjects[key] = w.subject
+		}
 		startsAt := a.StartsAt
 		if startsAt.IsZero() || startsAt.Year() <= 1 {
-			startsAt = e.now().UTC() // postable alerts may omit it; Alertmanager uses "now" too
+			startsAt = now // postable alerts may omit it; Alertmanager uses "now" too
 		}
-		rep.Window = Window{StartsAt: startsAt, Since: startsAt.Add(-e.opts.Lookback), Until: e.until(a, startsAt)}
-		if rep.Subject.IsZero() {
+		w.window = Window{StartsAt: startsAt, Since: startsAt.Add(-e.opts.Lookback), Until: e.until(a, startsAt, now)}
+		if explain {
+			reports[i].Resolution = resolution
+		}
+		if subject.IsZero() {
 			continue
 		}
 		// One query per distinct subject, over the union of its alerts' windows.
-		key := rep.Subject.Key()
 		q, ok := queries[key]
 		if !ok {
-			q = sources.Query{Subject: rep.Subject, Since: rep.Window.Since, Until: rep.Window.Until, MaxLoose: maxCandidates,
-				History: rep.Window.Since.Add(-historyHorizon)}
+			q = sources.Query{Subject: subject, Since: w.window.Since, Until: w.window.Until, MaxLoose: maxCandidates,
+				History: w.window.Since.Add(-historyHorizon)}
 		}
-		if rep.Window.Since.Before(q.Since) {
-			q.Since, q.History = rep.Window.Since, rep.Window.Since.Add(-historyHorizon)
+		if w.window.Since.Before(q.Since) {
+			q.Since, q.History = w.window.Since, w.window.Since.Add(-historyHorizon)
 		}
-		if rep.Window.Until.After(q.Until) {
-			q.Until = rep.Window.Until
+		if w.window.Until.After(q.Until) {
+			q.Until = w.window.Until
 		}
 		queries[key] = q
 	}
 
-	results := e.fanOut(ctx, queries)
+	results := e.fanOut(askCtx, queries)
 
+	// Alerts with the same subject, window and stage get the same ranking
+	// and annotations: a group of thousands of alerts of a few workloads
+	// costs a few rankings, not thousands.
+	type memoKey struct {
+		subject *sources.Subject
+		window  Window
+		stage   stage
+	}
+	type memoed struct {
+		rk   ranked
+		errs []string
+		ours map[string]string
+		size int // of ours, as encoded
+	}
+	memo := map[memoKey]*memoed{}
+	added := 0 // bytes of ours written to this notification
 	for i, a := range alerts {
-		rep := &reports[i]
-		if rep.Skipped != "" {
+		w := &work[i]
+		if w.skipped != "" {
 			continue
 		}
-		var errs []string
-		if !rep.Subject.IsZero() {
-			rep.Sources = results[rep.Subject.Key()]
-			for _, r := range rep.Sources {
-				if r.Error != "" {
-					errs = append(errs, fmt.Sprintf("%s: %s", r.Source, r.Error))
+		var rep *AlertReport
+		if explain {
+			rep = &reports[i]
+			rep.Fingerprint, rep.Labels, rep.Subject, rep.Window = a.Fingerprint, a.Labels, *w.subject, w.window
+			rep.Resolution, rep.Ranking = orEmpty(rep.Resolution), []sources.Change{}
+		}
+		if ctx.Err() != nil && (rep == nil || rep.Annotations == nil) {
+			// Out of budget: the alert goes out now, saying so, rather than late.
+			ours := e.renderOnly(a, BudgetExceeded)
+			if rep != nil {
+				rep.Annotations = ours
+			}
+			continue
+		}
+		st := stageOf(a.Labels, w.subject.Namespace)
+		k := memoKey{subject: w.subject, window: w.window, stage: st}
+		key := w.subject.Key()
+		m, ok := memo[k]
+		if !ok {
+			m = &memoed{}
+			var errs []string
+			if !w.subject.IsZero() {
+				for _, r := range results[key] {
+					if r.Error != "" {
+						errs = append(errs, fmt.Sprintf("%s: %s", r.Source, r.Error))
+					}
 				}
 			}
+			sort.Strings(errs)
+			m.rk = e.rank(*w.subject, w.window, results[key], st)
+			m.errs = errs
+			memo[k] = m
 		}
-		sort.Strings(errs)
-		rk := e.rank(rep.Subject, rep.Window, rep.Sources, stageOf(a.Labels, rep.Subject.Namespace))
-		rep.Ranking, rep.Suspect, rep.LastDeploy = rk.changes, rk.suspect, rk.lastDeploy
-		rep.Annotations = e.render(a, rep.Subject, rk, errs)
-		if rep.Ranking == nil {
-			rep.Ranking = []sources.Change{}
+		if m.ours == nil {
+			m.ours = e.annotations(*w.subject, m.rk, m.errs)
+			for k, v := range m.ours {
+				m.size += len(k) + len(v) + 6
+			}
 		}
-		if rep.Resolution == nil {
-			rep.Resolution = []Step{}
+		ours := m.ours
+		if added+m.size > e.opts.MaxAddedBytes {
+			ours = e.renderOnly(a, Crowded)
+		} else {
+			added += m.size
+			e.apply(a, m.ours)
+		}
+		if rep != nil {
+			if !w.subject.IsZero() {
+				rep.Sources = results[key]
+			}
+			rep.Suspect, rep.LastDeploy, rep.Annotations = m.rk.suspect, m.rk.lastDeploy, ours
+			if m.rk.changes != nil {
+				rep.Ranking = m.rk.changes
+			}
 		}
 	}
 	took := time.Since(start)
 	e.metrics.enriched(took)
-	return Report{Budget: e.opts.Budget.String(), Duration: took.Round(time.Microsecond).String(), Alerts: reports}
+	return Report{Budget: e.opts.Budget.String(), Duration: took.Round(time.Microsecond).String(), Alerts: reports, took: took}
 }

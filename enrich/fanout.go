@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/whatchanged/whatchanged/sources"
@@ -25,6 +26,8 @@ type SourceResult struct {
 	Duration string           `json:"duration"`
 	Error    string           `json:"error,omitempty"`
 	TimedOut bool             `json:"timedOut,omitempty"`
+	// Down: the source was not asked, it is not answering (health.go).
+	Down bool `json:"down,omitempty"`
 }
 
 // maxParallel bounds the goroutines one notification starts; sources answer
@@ -42,6 +45,12 @@ type jobResult struct {
 	res SourceResult
 }
 
+const (
+	jobQueued int32 = iota
+	jobStarted
+	jobRecorded
+)
+
 // fanOut asks every source about every query, each cut off at its own
 // deadline, and stops waiting for all of them when ctx (the budget) ends. A
 // source that ignores its context is abandoned, never waited for.
@@ -56,7 +65,11 @@ func (e *Enricher) fanOut(ctx context.Context, queries map[string]sources.Query)
 	if len(jobs) == 0 {
 		return out
 	}
+	health := e.health()
 	results := make(chan jobResult, len(jobs)) // buffered: late answers never block
+	// A job's outcome is recorded (metrics, health) once: by the job when
+	// it ends within the budget, else by the cut-off below.
+	state := make([]atomic.Int32, len(jobs))
 	sem := make(chan struct{}, maxParallel)
 	go func() {
 		for i, j := range jobs {
@@ -65,9 +78,18 @@ func (e *Enricher) fanOut(ctx context.Context, queries map[string]sources.Query)
 			case <-ctx.Done():
 				return
 			}
+			if !state[i].CompareAndSwap(jobQueued, jobStarted) {
+				<-sem // the budget ended: recorded as cut off
+				continue
+			}
 			go func() {
 				defer func() { <-sem }()
-				results <- jobResult{i, e.ask(ctx, e.sources[j.entry], j.query)}
+				sh := health.sources[j.entry]
+				res, outcome, took := e.ask(ctx, sh, j.query)
+				if state[i].CompareAndSwap(jobStarted, jobRecorded) {
+					e.record(sh, j.query, outcome, took)
+				}
+				results <- jobResult{i, res}
 			}()
 		}
 	}()
@@ -82,23 +104,33 @@ func (e *Enricher) fanOut(ctx context.Context, queries map[string]sources.Query)
 		}
 	}
 done:
-	budget := e.opts.Budget
 	for i, j := range jobs {
 		r, ok := got[i]
 		if !ok {
-			name := e.sources[j.entry].Source.Name()
-			r = SourceResult{Source: name, Duration: budget.String(), TimedOut: true,
-				Error: fmt.Sprintf("timeout after %s (enrichment budget)", budget)}
-			e.metrics.sourceCall(name, "timeout", budget)
+			sh := health.sources[j.entry]
+			r = SourceResult{Source: sh.name, Duration: e.opts.Budget.String(), TimedOut: true, Error: e.timeoutText(sh.entry)}
+			// A source still working when the budget ended did not
+			// answer in time; one never asked (queued behind others)
+			// says nothing about its health.
+			switch {
+			case state[i].CompareAndSwap(jobStarted, jobRecorded):
+				e.record(sh, j.query, "timeout", e.opts.Budget)
+			case state[i].CompareAndSwap(jobQueued, jobRecorded):
+				e.metrics.sourceCall(sh.name, "timeout", e.opts.Budget)
+			}
 		}
 		out[j.key] = append(out[j.key], r)
 	}
 	return out
 }
 
-// ask calls one source with its deadline and records the outcome.
-func (e *Enricher) ask(ctx context.Context, entry SourceEntry, q sources.Query) SourceResult {
-	name := entry.Source.Name()
+// ask calls one source with its deadline; a source that is down is not
+// called. The outcome is for record.
+func (e *Enricher) ask(ctx context.Context, sh *sourceHealth, q sources.Query) (SourceResult, string, time.Duration) {
+	name, entry := sh.name, sh.entry
+	if text, down := sh.down(); down {
+		return SourceResult{Source: name, Duration: "0s", Error: text, Down: true}, "down", 0
+	}
 	if entry.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, entry.Timeout)
@@ -111,12 +143,11 @@ func (e *Enricher) ask(ctx context.Context, entry SourceEntry, q sources.Query) 
 	outcome := "ok"
 	switch {
 	case err == nil && ctx.Err() == nil:
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
-		deadline := entry.Timeout
-		if deadline == 0 || deadline > e.opts.Budget {
-			deadline = e.opts.Budget
-		}
-		res = SourceResult{Source: name, Duration: res.Duration, TimedOut: true, Error: fmt.Sprintf("timeout after %s", deadline)}
+	case isTimeout(ctx, err):
+		// One text however the deadline struck (the source's own, the
+		// budget, a request shared with an alert cut off earlier), so
+		// re-sends of an alert carry the same annotation.
+		res = SourceResult{Source: name, Duration: res.Duration, TimedOut: true, Error: e.timeoutText(entry)}
 		outcome = "timeout"
 	default:
 		if err == nil {
@@ -131,6 +162,35 @@ func (e *Enricher) ask(ctx context.Context, entry SourceEntry, q sources.Query) 
 	for i := range res.Changes {
 		res.Changes[i].Source = name
 	}
-	e.metrics.sourceCall(name, outcome, took)
-	return res
+	return res, outcome, took
+}
+
+// record counts one query's outcome and tells the source's health.
+func (e *Enricher) record(sh *sourceHealth, q sources.Query, outcome string, took time.Duration) {
+	e.metrics.sourceCall(sh.name, outcome, took)
+	switch outcome {
+	case "timeout":
+		sh.timedOut(q, e.now())
+	case "ok", "error":
+		sh.answered()
+	}
+}
+
+// isTimeout: the query ran out of time, by its context or by a deadline
+// the source reports (wrapping context.DeadlineExceeded).
+func isTimeout(ctx context.Context, err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded)
+}
+
+// timeoutText is the one way a timeout of a source reads.
+func (e *Enricher) timeoutText(entry SourceEntry) string {
+	return fmt.Sprintf("timeout after %s", e.deadline(entry))
+}
+
+// deadline is how long a source gets: its own timeout within the budget.
+func (e *Enricher) deadline(entry SourceEntry) time.Duration {
+	if entry.Timeout > 0 && entry.Timeout < e.opts.Budget {
+		return entry.Timeout
+	}
+	return e.opts.Budget
 }

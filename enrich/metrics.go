@@ -11,6 +11,7 @@ type Metrics struct {
 	enrichDuration prometheus.Histogram
 	sourceCalls    *prometheus.CounterVec
 	sourceDuration *prometheus.HistogramVec
+	sourceUp       *prometheus.GaugeVec
 }
 
 // NewMetrics registers the pipeline's metrics on reg.
@@ -23,15 +24,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		sourceCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "whatchanged_source_calls_total",
-			Help: "Queries to each source by outcome (ok, error, timeout).",
+			Help: "Queries to each source; down: answered at once, without asking a source that is not answering. By outcome (ok, error, timeout, down).",
 		}, []string{"source", "outcome"}),
 		sourceDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "whatchanged_source_duration_seconds",
 			Help:    "Time a source took to answer one query.",
 			Buckets: []float64{.0001, .0005, .001, .005, .01, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"source"}),
+		sourceUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "whatchanged_source_up",
+			Help: "1 while a source answers, 0 while it is down (its queries timed out in a row; it is probed in the background and not asked).",
+		}, []string{"source"}),
 	}
-	reg.MustRegister(m.enrichDuration, m.sourceCalls, m.sourceDuration)
+	reg.MustRegister(m.enrichDuration, m.sourceCalls, m.sourceDuration, m.sourceUp)
 	return m
 }
 
@@ -40,7 +45,20 @@ func (m *Metrics) sourceCall(source, outcome string, took time.Duration) {
 		return
 	}
 	m.sourceCalls.WithLabelValues(source, outcome).Inc()
-	m.sourceDuration.WithLabelValues(source).Observe(took.Seconds())
+	if outcome != "down" { // not called: no time to observe
+		m.sourceDuration.WithLabelValues(source).Observe(took.Seconds())
+	}
+}
+
+func (m *Metrics) sourceIsUp(source string, up bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.sourceUp.WithLabelValues(source).Set(v)
 }
 
 func (m *Metrics) enriched(took time.Duration) {

@@ -29,6 +29,7 @@ import (
 	"maps"
 	"slices"
 	"time"
+	"unicode/utf8"
 )
 
 // Alert is one alert of a webhook payload or of a postable-alerts array.
@@ -43,7 +44,27 @@ type Alert struct {
 	GeneratorURL string
 	Fingerprint  string
 
-	raw map[string]json.RawMessage
+	// src is the alert as received, a slice of the body (not a copy): it is
+	// written back as is but for its annotations, which lie at src[ann[0]:
+	// ann[1]] (ann[0] < 0: it had none). Four words per alert instead of a
+	// map of its members: a group of 50,000 alerts stays small.
+	src json.RawMessage
+	ann [2]int
+}
+
+// field is one member of a JSON object as received.
+type field struct {
+	name  string
+	value json.RawMessage
+}
+
+func lookup(fields []field, name string) (json.RawMessage, bool) {
+	for _, f := range fields {
+		if f.name == name {
+			return f.value, true
+		}
+	}
+	return nil, false
 }
 
 // Payload is Alertmanager's webhook body (version 4). Unknown top-level
@@ -55,7 +76,7 @@ type Payload struct {
 	Status   string
 	Alerts   []*Alert
 
-	raw map[string]json.RawMessage
+	fields []field
 }
 
 // DecodeError says what is wrong with a body and where.
@@ -66,20 +87,27 @@ type DecodeError struct {
 
 func (e *DecodeError) Error() string { return e.Where + ": " + e.Problem }
 
-// DecodeWebhook parses Alertmanager's default webhook body.
+// DecodeWebhook parses Alertmanager's default webhook body. Invalid UTF-8
+// anywhere in it is replaced by U+FFFD first (see validUTF8). The payload
+// keeps slices of body (the fields it passes through): body must not change
+// afterwards.
 func DecodeWebhook(body []byte) (*Payload, error) {
-	raw, err := decodeObject(body, "body")
+	body = validUTF8(body)
+	if err := checkJSON(body); err != nil {
+		return nil, err
+	}
+	fields, err := splitObject(body, "body")
 	if err != nil {
 		return nil, err
 	}
-	p := &Payload{raw: raw}
-	alertsRaw, ok := raw["alerts"]
+	p := &Payload{fields: fields}
+	alertsRaw, ok := lookup(fields, "alerts")
 	if !ok {
 		return nil, &DecodeError{"body", `no "alerts" field: this is not Alertmanager's default webhook body ` +
 			`(a receiver with a custom "payload" template is not supported; remove it)`}
 	}
 	for field, dst := range map[string]*string{"version": &p.Version, "groupKey": &p.GroupKey, "receiver": &p.Receiver, "status": &p.Status} {
-		if v, ok := raw[field]; ok {
+		if v, ok := lookup(fields, field); ok {
 			if err := json.Unmarshal(v, dst); err != nil {
 				return nil, &DecodeError{field, "expected a string"}
 			}
@@ -95,18 +123,103 @@ func DecodeWebhook(body []byte) (*Payload, error) {
 	return p, nil
 }
 
+// splitObject lists the members of the JSON object data in order, each
+// value a slice of data: a large body is not copied member by member.
+// data must be valid JSON.
+func splitObject(data []byte, where string) ([]field, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, &DecodeError{where, "expected a JSON object"}
+	}
+	out := make([]field, 0, 8)
+	for dec.More() {
+		tok, err := dec.Token()
+		name, ok := tok.(string)
+		if err != nil || !ok {
+			return nil, &DecodeError{where, "expected a JSON object"}
+		}
+		v, err := nextValue(dec, data)
+		if err != nil {
+			return nil, &DecodeError{where + "." + name, "invalid JSON"}
+		}
+		out = append(out, field{intern(name), v})
+	}
+	// Exact size: a large group keeps tens of thousands of these.
+	return slices.Clone(out), nil
+}
+
+// knownNames are member names every alert has; interned, they are not
+// kept once per alert.
+var knownNames = map[string]string{}
+
+func init() {
+	for _, n := range []string{"status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint"} {
+		knownNames[n] = n
+	}
+}
+
+func intern(name string) string {
+	if n, ok := knownNames[name]; ok {
+		return n
+	}
+	return name
+}
+
+// splitArray lists the elements of the JSON array data, each a slice of
+// data; ok is false when data is not an array.
+func splitArray(data []byte) (items []json.RawMessage, ok bool) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+		return nil, false
+	}
+	items = []json.RawMessage{}
+	for dec.More() {
+		v, err := nextValue(dec, data)
+		if err != nil {
+			return nil, false
+		}
+		items = append(items, v)
+	}
+	return items, true
+}
+
+// nextValue is the decoder's next value as a slice of data (what lies
+// between the offsets before and after it, less the separator).
+func nextValue(dec *json.Decoder, data []byte) (json.RawMessage, error) {
+	start := dec.InputOffset()
+	var skip json.RawMessage
+	if err := dec.Decode(&skip); err != nil {
+		return nil, err
+	}
+	return bytes.TrimLeft(data[start:dec.InputOffset()], " \t\r\n:,"), nil
+}
+
 // LabelSet reads a label map field of the body (groupLabels, commonLabels);
 // nil when absent or not a map of strings.
 func (p *Payload) LabelSet(field string) map[string]string {
 	var m map[string]string
-	if v, ok := p.raw[field]; ok {
+	if v, ok := lookup(p.fields, field); ok {
 		_ = json.Unmarshal(v, &m)
 	}
 	return m
 }
 
+// validUTF8 replaces invalid UTF-8 with U+FFFD, in labels, annotations
+// and every field we pass through alike: encoding/json would replace it in
+// what we decode and re-encode (annotations) but not in what we keep raw
+// (labels, unknown fields), and the receiver would get invalid JSON. A
+// valid body is returned as is, without a copy.
+func validUTF8(body []byte) []byte {
+	if utf8.Valid(body) {
+		return body
+	}
+	return bytes.ToValidUTF8(body, []byte("\uFFFD"))
+}
+
 // DecodeAlerts parses a postable-alerts array (POST /api/v2/alerts body).
+// Invalid UTF-8 is replaced as DecodeWebhook does.
 func DecodeAlerts(body []byte) ([]*Alert, error) {
+	body = validUTF8(body)
 	if err := checkJSON(body); err != nil {
 		return nil, err
 	}
@@ -114,8 +227,8 @@ func DecodeAlerts(body []byte) ([]*Alert, error) {
 }
 
 func decodeAlerts(data json.RawMessage, where string) ([]*Alert, error) {
-	var items []json.RawMessage
-	if err := json.Unmarshal(data, &items); err != nil || items == nil && !bytes.Equal(bytes.TrimSpace(data), []byte("[]")) {
+	items, ok := splitArray(data)
+	if !ok {
 		return nil, &DecodeError{where, "expected a JSON array of alerts"}
 	}
 	alerts := make([]*Alert, 0, len(items))
@@ -130,32 +243,40 @@ func decodeAlerts(data json.RawMessage, where string) ([]*Alert, error) {
 }
 
 func decodeAlert(data json.RawMessage, where string) (*Alert, error) {
-	raw, err := decodeObject(data, where)
+	if !bytes.HasPrefix(data, []byte("{")) {
+		return nil, &DecodeError{where, "expected a JSON object"}
+	}
+	fields, err := splitObject(data, where)
 	if err != nil {
 		return nil, err
 	}
-	a := &Alert{raw: raw}
-	lr, ok := raw["labels"]
+	a := &Alert{src: data, ann: [2]int{-1, -1}}
+	lr, ok := lookup(fields, "labels")
 	if !ok {
 		return nil, &DecodeError{where + ".labels", "missing; every alert needs labels"}
 	}
 	if err := json.Unmarshal(lr, &a.Labels); err != nil || a.Labels == nil {
 		return nil, &DecodeError{where + ".labels", "expected an object of string values"}
 	}
-	if ar, ok := raw["annotations"]; ok && string(ar) != "null" {
+	if ar, ok := lookup(fields, "annotations"); ok {
+		// ar is a slice of data: its offset is how much shorter its capacity is.
+		start := cap(data) - cap(ar)
+		a.ann = [2]int{start, start + len(ar)}
+	}
+	if ar, ok := lookup(fields, "annotations"); ok && string(ar) != "null" {
 		if err := json.Unmarshal(ar, &a.Annotations); err != nil {
 			return nil, &DecodeError{where + ".annotations", "expected an object of string values"}
 		}
 	}
 	for field, dst := range map[string]*string{"status": &a.Status, "generatorURL": &a.GeneratorURL, "fingerprint": &a.Fingerprint} {
-		if v, ok := raw[field]; ok {
+		if v, ok := lookup(fields, field); ok {
 			if err := json.Unmarshal(v, dst); err != nil {
 				return nil, &DecodeError{where + "." + field, "expected a string"}
 			}
 		}
 	}
 	for field, dst := range map[string]*time.Time{"startsAt": &a.StartsAt, "endsAt": &a.EndsAt} {
-		if v, ok := raw[field]; ok && string(v) != "null" {
+		if v, ok := lookup(fields, field); ok && string(v) != "null" {
 			var s string
 			if err := json.Unmarshal(v, &s); err != nil {
 				return nil, &DecodeError{where + "." + field, "expected an RFC 3339 time string"}
@@ -171,20 +292,6 @@ func decodeAlert(data json.RawMessage, where string) (*Alert, error) {
 		}
 	}
 	return a, nil
-}
-
-func decodeObject(data []byte, where string) (map[string]json.RawMessage, error) {
-	if err := checkJSON(data); err != nil {
-		if de, ok := err.(*DecodeError); ok && where != "body" {
-			de.Where = where
-		}
-		return nil, err
-	}
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(data, &raw); err != nil || raw == nil {
-		return nil, &DecodeError{where, "expected a JSON object"}
-	}
-	return raw, nil
 }
 
 // checkJSON turns a syntax error into a message with the byte offset.
@@ -224,20 +331,53 @@ func (a *Alert) MarshalJSON() ([]byte, error) {
 }
 
 func (a *Alert) encode(buf *bytes.Buffer) error {
-	fields := a.raw
-	if len(a.Annotations) > 0 || a.raw["annotations"] != nil {
+	if a.src == nil { // built in code, not decoded
+		fields := []field{}
+		if a.Labels != nil {
+			l, _ := json.Marshal(a.Labels)
+			fields = append(fields, field{"labels", l})
+		}
 		ann, err := json.Marshal(a.Annotations)
 		if err != nil {
 			return err
 		}
-		fields = maps.Clone(a.raw)
-		if fields == nil {
-			fields = map[string]json.RawMessage{}
-		}
-		fields["annotations"] = ann
+		writeObject(buf, fields, field{"annotations", ann})
+		return nil
 	}
-	writeObject(buf, fields)
+	if a.ann[0] < 0 && len(a.Annotations) == 0 {
+		buf.Write(a.src)
+		return nil
+	}
+	ann, err := json.Marshal(a.Annotations)
+	if err != nil {
+		return err
+	}
+	if a.ann[0] >= 0 {
+		buf.Write(a.src[:a.ann[0]])
+		buf.Write(ann)
+		buf.Write(a.src[a.ann[1]:])
+		return nil
+	}
+	// No annotations member: add one before the closing brace.
+	body := bytes.TrimRight(a.src, " \t\r\n")
+	body = body[:len(body)-1]
+	buf.Write(body)
+	if len(bytes.TrimSpace(body)) > 1 {
+		buf.WriteByte(',')
+	}
+	buf.WriteString(`"annotations":`)
+	buf.Write(ann)
+	buf.WriteByte('}')
 	return nil
+}
+
+// encodedSize estimates an alert's encoded length: as received plus ours.
+func (a *Alert) encodedSize() int {
+	n := len(a.src) + 16
+	for k, v := range a.Annotations {
+		n += len(k) + len(v) + 6
+	}
+	return n
 }
 
 // Encode writes the payload back with the alerts' annotations and
@@ -253,18 +393,20 @@ func (p *Payload) Encode() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	fields := maps.Clone(p.raw)
-	fields["alerts"] = alerts
-	fields["commonAnnotations"] = common
 	var out bytes.Buffer
-	out.Grow(len(alerts) + 1024)
-	writeObject(&out, fields)
+	out.Grow(len(alerts) + len(common) + 1024)
+	writeObject(&out, p.fields, field{"alerts", alerts}, field{"commonAnnotations", common})
 	return out.Bytes(), nil
 }
 
 // EncodeAlerts writes a postable-alerts array back, annotations updated.
 func EncodeAlerts(alerts []*Alert) ([]byte, error) {
 	var buf bytes.Buffer
+	n := 2
+	for _, a := range alerts {
+		n += a.encodedSize() + 1
+	}
+	buf.Grow(n) // one allocation, not a doubling series of them
 	buf.WriteByte('[')
 	for i, a := range alerts {
 		if i > 0 {
@@ -281,18 +423,36 @@ func EncodeAlerts(alerts []*Alert) ([]byte, error) {
 // MarshalJSON is Encode, for callers that embed a payload in other JSON.
 func (p *Payload) MarshalJSON() ([]byte, error) { return p.Encode() }
 
-// writeObject writes fields as a JSON object with sorted keys. Values must
-// be valid JSON: they come from the decoder or from json.Marshal.
-func writeObject(buf *bytes.Buffer, fields map[string]json.RawMessage) {
+// writeObject writes fields as a JSON object in the order received, with
+// each of set replacing the member of its name (appended when absent; a
+// nil value is no replacement). Values must be valid JSON: slices of a
+// body that was checked, or json.Marshal's.
+func writeObject(buf *bytes.Buffer, fields []field, set ...field) {
 	buf.WriteByte('{')
-	for i, k := range slices.Sorted(maps.Keys(fields)) {
-		if i > 0 {
+	n := 0
+	member := func(f field) {
+		if n > 0 {
 			buf.WriteByte(',')
 		}
-		key, _ := json.Marshal(k)
-		buf.Write(key)
+		n++
+		name, _ := json.Marshal(f.name)
+		buf.Write(name)
 		buf.WriteByte(':')
-		buf.Write(fields[k])
+		buf.Write(f.value)
+	}
+	done := make([]bool, len(set))
+	for _, f := range fields {
+		for i, r := range set {
+			if r.name == f.name && r.value != nil {
+				f, done[i] = r, true
+			}
+		}
+		member(f)
+	}
+	for i, r := range set {
+		if !done[i] && r.value != nil {
+			member(r)
+		}
 	}
 	buf.WriteByte('}')
 }

@@ -3,6 +3,7 @@ package enrich
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 	"unicode/utf8"
 
@@ -46,6 +47,21 @@ const maxMessageInJSON = 200
 // depends only on the alert (startsAt), the changes and the errors, never on
 // the wall clock, so Prometheus's re-sends produce identical annotations.
 func (e *Enricher) render(a *Alert, subject sources.Subject, r ranked, errs []string) map[string]string {
+	ours := e.annotations(subject, r, errs)
+	e.apply(a, ours)
+	return ours
+}
+
+// renderOnly writes nothing of ours but an error, for an alert that goes out
+// without enrichment (the budget ran out before it).
+func (e *Enricher) renderOnly(a *Alert, msg string) map[string]string {
+	ours := map[string]string{e.opts.AnnotationPrefix + AnnError: msg}
+	e.apply(a, ours)
+	return ours
+}
+
+// annotations are ours for one subject and its ranked changes.
+func (e *Enricher) annotations(subject sources.Subject, r ranked, errs []string) map[string]string {
 	p := e.opts.AnnotationPrefix
 	ours := map[string]string{}
 
@@ -71,7 +87,13 @@ func (e *Enricher) render(a *Alert, subject sources.Subject, r ranked, errs []st
 	if len(errs) > 0 {
 		ours[p+AnnError] = e.bound(strings.Join(errs, "; "))
 	}
+	return ours
+}
 
+// apply replaces our annotations on a (ours from an earlier pass go)
+// with ours; others' annotations are never touched.
+func (e *Enricher) apply(a *Alert, ours map[string]string) {
+	p := e.opts.AnnotationPrefix
 	if a.Annotations == nil {
 		a.Annotations = map[string]string{}
 	}
@@ -80,10 +102,7 @@ func (e *Enricher) render(a *Alert, subject sources.Subject, r ranked, errs []st
 			delete(a.Annotations, k)
 		}
 	}
-	for k, v := range ours {
-		a.Annotations[k] = v
-	}
-	return ours
+	maps.Copy(a.Annotations, ours)
 }
 
 func summary(subject sources.Subject, shown []sources.Change, more int, lookback string, last *sources.Change) string {

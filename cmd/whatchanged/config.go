@@ -42,6 +42,11 @@ type LogConfig struct {
 
 type ServerConfig struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxInflightBytes bounds the request bodies handled at once (memory
+	// follows them); beyond it requests wait up to InflightWait, then get
+	// 503 with Retry-After. Default 2 × max_body_bytes: a max-size notification holds about 10 × its size while handled.
+	MaxInflightBytes int64         `yaml:"max_inflight_bytes"`
+	InflightWait     time.Duration `yaml:"inflight_wait"`
 }
 
 type AuthConfig struct {
@@ -98,7 +103,7 @@ func defaultConfig() Config {
 		Listen:  "127.0.0.1:8080",
 		DataDir: defaultDataDir(),
 		Log:     LogConfig{Level: "info", Format: "text"},
-		Server:  ServerConfig{MaxBodyBytes: 8 << 20},
+		Server:  ServerConfig{MaxBodyBytes: 8 << 20, InflightWait: 5 * time.Second},
 		Enrich:  enrich.DefaultOptions(),
 	}
 }
@@ -474,6 +479,15 @@ func (c *Config) finish(file string, lines map[string]int) error {
 	}
 	if c.Server.MaxBodyBytes < 0 {
 		p.bad("server.max_body_bytes", "must not be negative")
+	}
+	if c.Server.MaxInflightBytes == 0 {
+		c.Server.MaxInflightBytes = 2 * c.Server.MaxBodyBytes
+	}
+	if c.Server.MaxInflightBytes < c.Server.MaxBodyBytes {
+		p.bad("server.max_inflight_bytes", "must be at least max_body_bytes (one request of the largest size must fit)")
+	}
+	if c.Server.InflightWait < 0 || c.Server.InflightWait > 30*time.Second {
+		p.bad("server.inflight_wait", "must be between 0s and 30s (the sender waits meanwhile)")
 	}
 	c.Enrich = c.Enrich.WithDefaults()
 	if c.Enrich.Annotations.ChangesJSON == nil {

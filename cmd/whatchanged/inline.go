@@ -86,3 +86,13 @@ func (in *InlineConfig) build(b *builder) error {
 	b.a.alertmanagers = am
 	return nil
 }
+
+// maxTimeout is the longest a forward may take (two sends: the enriched
+// alerts, then the original after a refusal).
+func (in InlineConfig) maxTimeout() time.Duration {
+	longest := 10 * time.Second // deliver's default per upstream
+	for _, u := range in.Upstreams {
+		longest = max(longest, u.Timeout)
+	}
+	return 2 * longest
+}

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/whatchanged/whatchanged/enrich"
 	"github.com/whatchanged/whatchanged/enrich/server"
 )
 
@@ -18,6 +19,16 @@ import (
 // interrupted delivery would be retried by Alertmanager, but a finished one
 // costs nobody a duplicate.
 const shutdownGrace = 20 * time.Second
+
+// writeTimeout is the longest a request may take, so an answer is never cut
+// off after its work was done (a delivered notification answered with a
+// closed connection is delivered again): waiting for room in flight, the
+// enrichment, two sends to the slowest downstream or upstream (enriched,
+// then the original), and a margin for reading and writing.
+func writeTimeout(cfg Config) time.Duration {
+	send := max(cfg.Downstreams.maxTimeout(), cfg.Inline.maxTimeout())
+	return cfg.Server.InflightWait + cfg.Enrich.Budget + enrich.RenderGrace + send + 5*time.Second
+}
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -47,9 +58,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 
 	srv := server.New(server.Config{
-		Listen:       cfg.Listen,
-		MaxBodyBytes: cfg.Server.MaxBodyBytes,
-		InlinePrefix: cfg.Inline.PathPrefix,
+		Listen:           cfg.Listen,
+		MaxBodyBytes:     cfg.Server.MaxBodyBytes,
+		MaxInflightBytes: cfg.Server.MaxInflightBytes,
+		InflightWait:     cfg.Server.InflightWait,
+		EnrichWithin:     cfg.Enrich.Budget + enrich.RenderGrace,
+		InlinePrefix:     cfg.Inline.PathPrefix,
 		Auth: server.Auth{
 			BearerToken: cfg.Auth.BearerToken.reveal(), BasicUser: cfg.Auth.BasicAuth.Username,
 			BasicPassword: cfg.Auth.BasicAuth.Password.reveal(), ProtectMetrics: cfg.Auth.ProtectMetrics,
@@ -58,7 +72,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		Enricher: a.enricher, Targets: a.targets, Keeper: a.keeper, Changes: a.changes, Alertmanagers: a.alertmanagers,
 		Ready: a.ready, Gatherer: a.registry, Metrics: server.NewMetrics(a.registry), Log: log,
 	})
-	httpSrv := srv.HTTPServer(cfg.Enrich.Budget + a.cfg.Downstreams.maxTimeout() + 5*time.Second)
+	httpSrv := srv.HTTPServer(writeTimeout(cfg))
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

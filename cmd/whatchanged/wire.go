@@ -74,6 +74,7 @@ func build(cfg Config, log *slog.Logger, withMetrics bool) (_ *app, err error) {
 		return nil, err
 	}
 	a.enricher = enrich.New(cfg.Enrich, resolver, a.entries, em)
+	b.onClose(func() error { a.enricher.StopProbes(); return nil })
 	for _, p := range a.cfg.outputs() {
 		if err := p.build(b); err != nil {
 			return nil, err

@@ -105,12 +105,17 @@ type PostResult struct {
 
 const alertsPath = "/api/v2/alerts"
 
-// PostAlerts sends the enriched alerts to every upstream at once. 200 when
-// at least one accepted; an upstream's 400 (its body passed on) when the
-// alerts themselves are invalid; 503 when none could be reached, so the
-// caller knows the alerts are not stored anywhere. An upstream that rejects
-// the enriched body with a 4xx gets the original once: enrichment must
-// never be why alerts are refused.
+// PostAlerts sends the enriched alerts to every upstream at once. An
+// upstream that rejects the enriched body with a 4xx gets the original
+// once: enrichment must never be why alerts are refused. The answer:
+//   - 200 when at least one upstream accepted;
+//   - else the first upstream refusal of the alerts themselves (a 4xx that
+//     refusesAlerts, such as Alertmanager's 400 or 422), status and body
+//     as the upstream sent them: the batch can never pass, and a 503 would
+//     tell the sender to try it again;
+//   - else 503: no upstream could be reached, failed, asked for later, or
+//     refused whatchanged's own access (401, 403, 404), so the alerts are
+//     stored nowhere and may pass later.
 func (a *Alertmanagers) PostAlerts(ctx context.Context, enriched, original []byte) PostResult {
 	type answer struct {
 		status int
@@ -162,18 +167,32 @@ func (a *Alertmanagers) PostAlerts(ctx context.Context, enriched, original []byt
 			if res.Status != http.StatusOK {
 				res.Status, res.Body, res.ContentType = http.StatusOK, an.body, an.ctype
 			}
-		case an.status == http.StatusBadRequest && invalid == nil:
+		case refusesAlerts(an.status) && invalid == nil:
 			invalid = an
 		}
 	}
 	if res.Status != http.StatusOK && invalid != nil {
-		res.Status, res.Body, res.ContentType = http.StatusBadRequest, invalid.body, invalid.ctype
+		res.Status, res.Body, res.ContentType = invalid.status, invalid.body, invalid.ctype
 	}
 	if res.Status == http.StatusServiceUnavailable {
 		res.ContentType = "application/json"
 		res.Body = fmt.Appendf(nil, `{"error":%q}`, "no upstream Alertmanager accepted the alerts: "+strings.Join(res.PerUpstream, "; "))
 	}
 	return res
+}
+
+// refusesAlerts: a 4xx that judges the alerts (400, 413, 422, …), passed
+// back to the sender. Not those that judge whatchanged's own access to
+// the upstream — wrong credentials (401, 403, 407) or URL (404, 405) are
+// for whatchanged's operator, and Prometheus would read them as its own —
+// nor those that ask for later (408, 429).
+func refusesAlerts(status int) bool {
+	switch status {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusProxyAuthRequired, http.StatusNotFound,
+		http.StatusMethodNotAllowed, http.StatusRequestTimeout, http.StatusTooManyRequests:
+		return false
+	}
+	return status >= 400 && status < 500
 }
 
 // send is one post of the alerts: to an upstream's URL, or to one of the
@@ -303,7 +322,7 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		up.healthy.Store(resp.StatusCode < 500)
 		for k, vs := range resp.Header {
-			if !hopHeader(k) {
+			if !hopHeader(k) && !crossOrigin(k) {
 				w.Header()[k] = vs
 			}
 		}
@@ -339,3 +358,12 @@ var hopHeaders = map[string]bool{
 }
 
 func hopHeader(k string) bool { return hopHeaders[http.CanonicalHeaderKey(k)] }
+
+// crossOrigin: a CORS header. Alertmanager's API allows every origin
+// (rs/cors Default in api/v2/api.go); passed on, its answer to a browser's
+// preflight would let any web page POST JSON to whatchanged, which never
+// allows that. Alertmanager's UI comes through the proxy on whatchanged's
+// own origin and needs none.
+func crossOrigin(k string) bool {
+	return strings.HasPrefix(http.CanonicalHeaderKey(k), "Access-Control-")
+}

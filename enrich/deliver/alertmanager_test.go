@@ -3,6 +3,7 @@ package deliver
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -147,27 +148,41 @@ func TestPostAlertsFallsBackToOriginalPerUpstream(t *testing.T) {
 	}
 }
 
+// amInvalid is what Alertmanager v0.31.1 answers for
+// [{"annotations":{}}] (no labels), captured from the real one.
+const amInvalid = `{"code":602,"message":"0.labels in body is required"}`
+
 func TestPostAlertsMixedAnswers(t *testing.T) {
-	answer := func(status int) *httptest.Server {
-		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	answer := func(status int) string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(status)
-			_, _ = w.Write([]byte(`{"code":` + http.StatusText(status)[:1] + `}`))
+			fmt.Fprintf(w, `{"code":%d}`, status)
 		}))
+		t.Cleanup(srv.Close)
+		return srv.URL
 	}
-	ok, bad, broken := answer(200), answer(400), answer(500)
-	defer ok.Close()
-	defer bad.Close()
-	defer broken.Close()
+	ok, bad, unprocessable, tooLarge, broken := answer(200), answer(400), answer(422), answer(413), answer(500)
+	unauthorized, notFound, tooMany := answer(401), answer(404), answer(429)
 	tests := []struct {
 		name string
 		urls []string
 		want int
 	}{
-		{"one accepts, one broken", []string{broken.URL, ok.URL}, 200},
-		{"invalid everywhere", []string{bad.URL, bad.URL}, 400},
-		{"invalid and broken", []string{broken.URL, bad.URL}, 400},
-		{"all broken", []string{broken.URL, broken.URL}, 503},
+		{"one accepts, one broken", []string{broken, ok}, 200},
+		{"one accepts, one refuses", []string{unprocessable, ok}, 200},
+		{"invalid everywhere", []string{bad, bad}, 400},
+		{"invalid and broken", []string{broken, bad}, 400},
+		{"unprocessable and broken", []string{broken, unprocessable}, 422},
+		{"too large", []string{tooLarge}, 413},
+		{"the first refusal is answered", []string{unprocessable, bad}, 422},
+		{"all broken", []string{broken, broken}, 503},
+		// Not about the alerts: whatchanged's own access to the upstream
+		// (credentials, URL) or "later", so Prometheus must not read them
+		// as its own mistake.
+		{"unauthorized", []string{unauthorized}, 503},
+		{"not found", []string{notFound, broken}, 503},
+		{"too many requests", []string{tooMany}, 503},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -176,9 +191,70 @@ func TestPostAlertsMixedAnswers(t *testing.T) {
 				ups = append(ups, UpstreamConfig{Name: string(rune('a' + i)), URL: u})
 			}
 			a, _ := NewAlertmanagers(ups)
-			if res := a.PostAlerts(context.Background(), []byte("[]"), []byte("[]")); res.Status != tt.want {
+			res := a.PostAlerts(context.Background(), []byte("[]"), []byte("[]"))
+			if res.Status != tt.want {
 				t.Fatalf("status %d (%v), want %d", res.Status, res.PerUpstream, tt.want)
 			}
+			if tt.want >= 400 && tt.want < 500 && string(res.Body) != fmt.Sprintf(`{"code":%d}`, tt.want) {
+				t.Errorf("body %s, want the upstream's own", res.Body)
+			}
 		})
+	}
+}
+
+// TestPostAlertsPassesTheUpstreamRefusalBack: alerts Alertmanager refuses
+// with 422 are refused again on the original body; that 422 and its body
+// go back to Prometheus, not a 503 that would have it try again for ever.
+func TestPostAlertsPassesTheUpstreamRefusalBack(t *testing.T) {
+	var got []string
+	am := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got = append(got, string(b))
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		_, _ = w.Write([]byte(amInvalid))
+	}))
+	defer am.Close()
+	a, _ := NewAlertmanagers([]UpstreamConfig{{Name: "am", URL: am.URL}})
+	res := a.PostAlerts(context.Background(), []byte(`[{"annotations":{"whatchanged_summary":"x"}}]`), []byte(`[{"annotations":{}}]`))
+	if res.Status != http.StatusUnprocessableEntity || string(res.Body) != amInvalid || res.ContentType != "application/json" {
+		t.Fatalf("answer %d %q %s, want Alertmanager's 422", res.Status, res.ContentType, res.Body)
+	}
+	if len(got) != 2 || got[1] != `[{"annotations":{}}]` {
+		t.Errorf("upstream got %q, want the enriched body, then the original", got)
+	}
+}
+
+// TestProxyNeverAllowsCrossOrigin: Alertmanager's API answers a browser's
+// preflight with "Access-Control-Allow-Origin: *" (rs/cors Default, in
+// api/v2/api.go). Passed on, it would let any web page POST JSON to
+// whatchanged's inline endpoint, so the proxy drops those headers.
+func TestProxyNeverAllowsCrossOrigin(t *testing.T) {
+	// The real Alertmanager v0.31.1's answer to
+	// OPTIONS /api/v2/alerts, Origin: http://evil.example,
+	// Access-Control-Request-Method: POST, Access-Control-Request-Headers: content-type.
+	am := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Headers", "content-type")
+		h.Set("Access-Control-Allow-Methods", "POST")
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Set("Vary", "Origin, Access-Control-Request-Method, Access-Control-Request-Headers")
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer am.Close()
+	a, _ := NewAlertmanagers([]UpstreamConfig{{Name: "am", URL: am.URL}})
+	req := httptest.NewRequest(http.MethodOptions, "/api/v2/alerts", nil)
+	req.Header.Set("Origin", "http://evil.example")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	req.Header.Set("Access-Control-Request-Headers", "content-type")
+	rec := httptest.NewRecorder()
+	a.Proxy("", 1<<20).ServeHTTP(rec, req)
+	for k := range rec.Header() {
+		if strings.HasPrefix(k, "Access-Control-") {
+			t.Errorf("proxied preflight answer carries %s: %s", k, rec.Header().Get(k))
+		}
+	}
+	if rec.Code != http.StatusNoContent {
+		t.Errorf("status %d, want the upstream's 204", rec.Code)
 	}
 }

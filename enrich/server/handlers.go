@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -32,7 +34,7 @@ func (s *Server) webhook(c *gin.Context) {
 		fail(c, http.StatusNotFound, fmt.Sprintf("no downstream named %q is configured (downstreams: in the config)", route))
 		return
 	}
-	original, ok := s.readBody(c)
+	original, ok := s.readJSON(c)
 	if !ok {
 		s.deps.Metrics.notification(route, "bad_request")
 		return
@@ -43,7 +45,9 @@ func (s *Server) webhook(c *gin.Context) {
 		fail(c, http.StatusBadRequest, err.Error())
 		return
 	}
-	report := s.deps.Enricher.Enrich(c.Request.Context(), payload.Alerts, nil)
+	ectx, cancel := s.enrichContext(c)
+	took := s.deps.Enricher.Annotate(ectx, payload.Alerts, nil)
+	cancel()
 	enriched, err := payload.Encode()
 	if err != nil { // cannot happen for decoded input; never lose the alert over it
 		s.deps.Log.Error("encode enriched payload; sending the original", "err", err)
@@ -55,7 +59,7 @@ func (s *Server) webhook(c *gin.Context) {
 	s.deps.Metrics.delivered(route, res.Outcome, time.Since(start))
 
 	attrs := []any{"route", route, "groupKey", payload.GroupKey, "alerts", len(payload.Alerts),
-		"outcome", res.Outcome, "downstream_status", res.Status, "enrich_duration", report.Duration}
+		"outcome", res.Outcome, "downstream_status", res.Status, "enrich_duration", took}
 	switch res.Outcome {
 	case deliver.Retry, deliver.Rejected:
 		s.deps.Log.Warn("delivery failed; asking Alertmanager to retry", append(attrs, "err", res.Err)...)
@@ -71,13 +75,13 @@ func (s *Server) webhook(c *gin.Context) {
 	if res.Err != nil {
 		body["error"] = res.Err.Error()
 	}
-	c.JSON(res.HTTPStatus(), body)
+	s.answer(c, res.HTTPStatus(), body)
 }
 
 // debugEnrich shows what would be attached and why, and never delivers. It
 // takes a webhook payload, a postable-alerts array, or one {"labels": …}.
 func (s *Server) debugEnrich(c *gin.Context) {
-	body, ok := s.readBody(c)
+	body, ok := s.readJSON(c)
 	if !ok {
 		return
 	}
@@ -85,6 +89,8 @@ func (s *Server) debugEnrich(c *gin.Context) {
 		alerts  []*enrich.Alert
 		payload *enrich.Payload
 		err     error
+		// where names alert i's fields as the decoder does for its form.
+		where = func(i int) string { return fmt.Sprintf("body[%d].", i) }
 	)
 	trimmed := bytes.TrimSpace(body)
 	switch {
@@ -97,22 +103,41 @@ func (s *Server) debugEnrich(c *gin.Context) {
 			if err == nil {
 				alerts = payload.Alerts
 			}
+			where = func(i int) string { return fmt.Sprintf("alerts[%d].", i) }
 		} else {
 			alerts, err = enrich.DecodeAlerts(append(append([]byte("["), body...), ']'))
+			where = func(int) string { return "" }
 		}
 	}
 	if err != nil {
 		fail(c, http.StatusBadRequest, err.Error()+` (send a webhook payload, an array of alerts, or {"labels":{…}})`)
 		return
 	}
-	report := s.deps.Enricher.Enrich(c.Request.Context(), alerts, nil)
+	ectx, cancel := s.enrichContext(c)
+	report := s.deps.Enricher.Enrich(ectx, alerts, nil)
+	cancel()
+	// A window outside the years 0001-9999 is no real alert's, and past
+	// 9999 it cannot be written as JSON (the answer would fail after its
+	// status). The window is the enricher's to compute (look-back before
+	// startsAt, look-ahead after, the alert's end), so its own answer is
+	// checked, and the field that brought the time is named.
+	for i, a := range report.Alerts {
+		for _, t := range []time.Time{a.Window.Since, a.Window.StartsAt, a.Window.Until} {
+			if y := t.Year(); y < 1 || y > 9999 {
+				c.AbortWithStatusJSON(http.StatusBadRequest, errorBody{Field: where(i) + "startsAt", Error: fmt.Sprintf(
+					"%sstartsAt: %s opens a window (%s to %s) outside the years 0001-9999; send a time of this era",
+					where(i), alerts[i].StartsAt.Format(time.RFC3339), a.Window.Since.Format(time.RFC3339), a.Window.Until.Format(time.RFC3339))})
+				return
+			}
+		}
+	}
 	out := gin.H{"explanation": report}
 	if payload != nil {
 		out["payload"] = payload
 	} else {
 		out["alerts"] = alerts
 	}
-	c.JSON(http.StatusOK, out)
+	s.answer(c, http.StatusOK, out)
 }
 
 // recordChange stores one change pushed by CI: 201 when new, 200 when the
@@ -122,7 +147,7 @@ func (s *Server) recordChange(c *gin.Context) {
 		fail(c, http.StatusNotFound, "the pushed-changes source is not enabled (sources.changes in the config)")
 		return
 	}
-	body, ok := s.readBody(c)
+	body, ok := s.readJSON(c)
 	if !ok {
 		return
 	}
@@ -136,7 +161,7 @@ func (s *Server) recordChange(c *gin.Context) {
 			if created {
 				status = http.StatusCreated
 			}
-			c.JSON(status, gin.H{"created": created, "change": ch})
+			s.answer(c, status, gin.H{"created": created, "change": ch})
 			return
 		}
 	}
@@ -177,7 +202,7 @@ func (s *Server) listChanges(c *gin.Context) {
 		fail(c, http.StatusInternalServerError, "list changes: "+err.Error())
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"changes": list})
+	s.answer(c, http.StatusOK, gin.H{"changes": list})
 }
 
 func (s *Server) listNotifications(c *gin.Context) {
@@ -185,7 +210,48 @@ func (s *Server) listNotifications(c *gin.Context) {
 		fail(c, http.StatusNotFound, "notifications are kept only when no downstream is configured")
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"notifications": s.deps.Keeper.List()})
+	s.answer(c, http.StatusOK, gin.H{"notifications": s.deps.Keeper.List()})
+}
+
+// answer writes v as JSON with status. It is encoded before anything is
+// written: gin's c.JSON sends the status first, so a value that fails to
+// encode would go out as that status with an empty body.
+func (s *Server) answer(c *gin.Context, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		s.deps.Log.Error("encode answer", "path", c.FullPath(), "err", err)
+		fail(c, http.StatusInternalServerError, "cannot encode the answer: "+err.Error())
+		return
+	}
+	c.Data(status, "application/json; charset=utf-8", b)
+}
+
+// readJSON reads the body of a POST, which must be JSON: any other
+// Content-Type gets 415.
+//
+// Alertmanager's webhook notifier sends "application/json" (notify.PostJSON
+// in notify/util.go, v0.31.1), and so does Prometheus's notifier
+// (contentTypeJSON in notifier/notifier.go, set by sendOne); Alertmanager's
+// own API answers 415 to anything else. A web page can POST
+// text/plain, a form or multipart to any origin without asking (a CORS
+// "simple request"); application/json only after a preflight, which
+// whatchanged never allows: it answers OPTIONS without Access-Control-*
+// headers, and the inline proxy drops Alertmanager's. So with no auth on
+// 127.0.0.1, a page the user opens cannot push a fake "suspect" change.
+func (s *Server) readJSON(c *gin.Context) ([]byte, bool) {
+	ct := c.GetHeader("Content-Type")
+	mt, params, err := mime.ParseMediaType(ct)
+	charset := strings.ToLower(params["charset"])
+	if err != nil || mt != "application/json" || (charset != "" && charset != "utf-8" && charset != "utf8") {
+		got := "none"
+		if ct != "" {
+			got = strconv.Quote(ct)
+		}
+		fail(c, http.StatusUnsupportedMediaType, "Content-Type must be application/json (UTF-8), got "+got+
+			"; with curl: -H 'Content-Type: application/json'")
+		return nil, false
+	}
+	return s.readBody(c)
 }
 
 func byteSize(n int64) string {

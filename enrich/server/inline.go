@@ -1,7 +1,6 @@
 package server
 
 import (
-	"net/http"
 	"strings"
 	"time"
 
@@ -14,8 +13,13 @@ import (
 // instead of to Alertmanager. Firing alerts are enriched; resolved ones are
 // forwarded without lookups. A body we cannot decode is forwarded untouched:
 // Alertmanager is the authority on what is valid, and we lose nothing.
+// Alertmanager's refusal of the alerts themselves goes back as it gave it:
+// when no upstream took them and one answered a 4xx about them (400, 422,
+// …; see deliver.PostAlerts), that status and body are the answer. A 503
+// would tell the sender to try again a batch that can never pass, and
+// Prometheus's log would show an outage instead of the reason.
 func (s *Server) inlineAlerts(c *gin.Context) {
-	original, ok := s.readBody(c)
+	original, ok := s.readJSON(c)
 	if !ok {
 		s.deps.Metrics.notification("inline", "bad_request")
 		return
@@ -26,7 +30,9 @@ func (s *Server) inlineAlerts(c *gin.Context) {
 		s.deps.Log.Warn("inline: cannot decode alerts; forwarding them unchanged", "err", err)
 	} else {
 		now := time.Now()
-		s.deps.Enricher.Enrich(c.Request.Context(), alerts, func(a *enrich.Alert) string {
+		ectx, cancel := s.enrichContext(c)
+		defer cancel()
+		s.deps.Enricher.Annotate(ectx, alerts, func(a *enrich.Alert) string {
 			if !a.Firing(now) {
 				return "resolved"
 			}
@@ -41,10 +47,10 @@ func (s *Server) inlineAlerts(c *gin.Context) {
 
 	res := s.deps.Alertmanagers.PostAlerts(c.Request.Context(), enriched, original)
 	outcome := "delivered"
-	switch res.Status {
-	case http.StatusBadRequest:
+	switch {
+	case res.Status >= 400 && res.Status < 500:
 		outcome = "rejected"
-	case http.StatusServiceUnavailable:
+	case res.Status >= 500:
 		outcome = "retry"
 	}
 	s.deps.Metrics.notification("inline", outcome)

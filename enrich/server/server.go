@@ -4,9 +4,11 @@
 package server
 
 import (
+	"bytes"
+	"context"
 	"crypto/subtle"
 	"errors"
-	"io"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,6 +18,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/whatchanged/whatchanged/enrich"
 	"github.com/whatchanged/whatchanged/enrich/deliver"
@@ -46,6 +49,16 @@ type Config struct {
 	// InlinePrefix is the path prefix of the inline Alertmanager API ("" for
 	// none); used only when Deps.Alertmanagers is set.
 	InlinePrefix string
+	// MaxInflightBytes bounds the request bodies handled at once, each
+	// counted at its declared size (the limit when unknown): memory grows
+	// with them. Beyond it a request waits up to InflightWait for room,
+	// then gets 503 with Retry-After, which Alertmanager and Prometheus
+	// retry. Default 2 × MaxBodyBytes.
+	MaxInflightBytes int64
+	InflightWait     time.Duration
+	// EnrichWithin is how long after a request's arrival its enrichment
+	// must end (the budget plus enrich.RenderGrace): decoding counts.
+	EnrichWithin time.Duration
 }
 
 // Deps are the parts the handlers use.
@@ -70,9 +83,10 @@ type Deps struct {
 
 // Server holds the router.
 type Server struct {
-	cfg    Config
-	deps   Deps
-	router *gin.Engine
+	cfg      Config
+	deps     Deps
+	router   *gin.Engine
+	inflight *semaphore.Weighted
 }
 
 // New builds the router.
@@ -80,7 +94,16 @@ func New(cfg Config, deps Deps) *Server {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 8 << 20
 	}
-	s := &Server{cfg: cfg, deps: deps, router: gin.New()}
+	if cfg.MaxInflightBytes == 0 {
+		cfg.MaxInflightBytes = 2 * cfg.MaxBodyBytes
+	}
+	if cfg.InflightWait == 0 {
+		cfg.InflightWait = 5 * time.Second
+	}
+	if cfg.EnrichWithin == 0 {
+		cfg.EnrichWithin = time.Second + enrich.RenderGrace
+	}
+	s := &Server{cfg: cfg, deps: deps, router: gin.New(), inflight: semaphore.NewWeighted(cfg.MaxInflightBytes)}
 	r := s.router
 	r.Use(s.recover, s.logRequests)
 	r.NoRoute(func(c *gin.Context) {
@@ -100,14 +123,14 @@ func New(cfg Config, deps Deps) *Server {
 		r.GET("/metrics", gin.WrapH(metrics))
 	}
 
-	r.POST("/webhook", s.authenticate, s.webhook)
-	r.POST("/webhook/:route", s.authenticate, s.webhook)
+	r.POST("/webhook", s.authenticate, s.admit, s.webhook)
+	r.POST("/webhook/:route", s.authenticate, s.admit, s.webhook)
 
 	api := r.Group("/api/v1", s.authenticate)
-	api.POST("/changes", s.recordChange)
+	api.POST("/changes", s.admit, s.recordChange)
 
 	debug := r.Group("/debug", s.authenticate, s.debugAllowed)
-	debug.POST("/enrich", s.debugEnrich)
+	debug.POST("/enrich", s.admit, s.debugEnrich)
 	debug.GET("/changes", s.listChanges)
 	debug.GET("/notifications", s.listNotifications)
 
@@ -115,7 +138,7 @@ func New(cfg Config, deps Deps) *Server {
 		prefix := "/" + strings.Trim(cfg.InlinePrefix, "/")
 		proxy := gin.WrapH(deps.Alertmanagers.Proxy(strings.TrimSuffix(prefix, "/"), cfg.MaxBodyBytes))
 		alertsPath := strings.TrimSuffix(prefix, "/") + "/api/v2/alerts"
-		r.POST(alertsPath, s.authenticate, s.inlineAlerts)
+		r.POST(alertsPath, s.authenticate, s.admit, s.inlineAlerts)
 		r.GET(alertsPath, s.authenticate, proxy) // alert queries (amtool alert query)
 		// Everything else Alertmanager serves (status, silences, UI) is
 		// proxied; whatchanged's own paths above take precedence.
@@ -174,13 +197,89 @@ func (s *Server) recover(c *gin.Context) {
 
 func (s *Server) logRequests(c *gin.Context) {
 	start := time.Now()
+	c.Set(arrivalKey, start)
+	w := &writeErrWriter{ResponseWriter: c.Writer}
+	c.Writer = w
 	c.Next()
 	level := slog.LevelDebug
 	if c.Writer.Status() >= 500 {
 		level = slog.LevelWarn
 	}
+	if w.err != nil {
+		// The sender will not see this answer: for a webhook it retries, and
+		// a delivered notification is delivered again.
+		s.deps.Metrics.writeFailure(c.FullPath())
+		s.deps.Log.Warn("response not written", "method", c.Request.Method, "path", c.Request.URL.Path,
+			"status", c.Writer.Status(), "duration", time.Since(start), "err", w.err)
+		return
+	}
 	s.deps.Log.Log(c.Request.Context(), level, "request", "method", c.Request.Method,
 		"path", c.Request.URL.Path, "status", c.Writer.Status(), "duration", time.Since(start))
+}
+
+// writeErrWriter remembers the first error writing the response.
+type writeErrWriter struct {
+	gin.ResponseWriter
+	err error
+}
+
+func (w *writeErrWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
+}
+
+func (w *writeErrWriter) WriteString(str string) (int, error) {
+	n, err := w.ResponseWriter.WriteString(str)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
+}
+
+const arrivalKey = "whatchanged.arrival"
+
+// enrichContext is the request's context with the enrichment deadline:
+// EnrichWithin after the request arrived, so reading and decoding the body
+// count against it. Delivery uses the request's own context.
+func (s *Server) enrichContext(c *gin.Context) (context.Context, context.CancelFunc) {
+	arrival := time.Now()
+	if v, ok := c.Get(arrivalKey); ok {
+		arrival = v.(time.Time)
+	}
+	return context.WithDeadline(c.Request.Context(), arrival.Add(s.cfg.EnrichWithin))
+}
+
+// admit holds a share of MaxInflightBytes for the request's body while it
+// is handled: its declared length, or the body limit when unknown. With no
+// room after InflightWait, the answer is 503 with Retry-After: a sender
+// that retries loses nothing, and memory stays bounded.
+func (s *Server) admit(c *gin.Context) {
+	weight := c.Request.ContentLength
+	if weight <= 0 || weight > s.cfg.MaxBodyBytes {
+		weight = s.cfg.MaxBodyBytes
+	}
+	weight = min(weight, s.cfg.MaxInflightBytes)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.InflightWait)
+	err := s.inflight.Acquire(ctx, weight)
+	cancel()
+	if err != nil {
+		s.deps.Metrics.shedRequest(c.FullPath())
+		s.deps.Log.Warn("busy: request shed", "path", c.Request.URL.Path, "bytes", weight,
+			"max_inflight_bytes", s.cfg.MaxInflightBytes, "waited", s.cfg.InflightWait)
+		c.Header("Retry-After", "5")
+		fail(c, http.StatusServiceUnavailable, fmt.Sprintf("busy: %s of requests already in flight (server.max_inflight_bytes); retry later",
+			byteSize(s.cfg.MaxInflightBytes)))
+		return
+	}
+	s.deps.Metrics.inflightBytes(weight)
+	defer func() {
+		s.inflight.Release(weight)
+		s.deps.Metrics.inflightBytes(-weight)
+	}()
+	c.Next()
 }
 
 func (s *Server) authenticate(c *gin.Context) {
@@ -240,7 +339,14 @@ func (s *Server) readyz(c *gin.Context) {
 // readBody reads the whole body within the size limit, answering 413 or 400
 // itself when it cannot.
 func (s *Server) readBody(c *gin.Context) ([]byte, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes))
+	// Read into one buffer of the declared size: io.ReadAll's doubling
+	// would leave up to twice a large body behind as garbage.
+	var buf bytes.Buffer
+	if n := c.Request.ContentLength; n > 0 && n <= s.cfg.MaxBodyBytes {
+		buf.Grow(int(n) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes))
+	body := buf.Bytes()
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):

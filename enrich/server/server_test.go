@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -38,13 +40,14 @@ func (c *capture) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 type env struct {
 	url     string
+	handler http.Handler
 	capture *capture
 	keeper  *deliver.Keeper
 }
 
 // newEnv runs the real server with the real pipeline and pushed-changes
 // source. downstream: 0 means none (the keeper), else the capture's status.
-func newEnv(t *testing.T, cfg Config, downstream int) *env {
+func newEnv(t testing.TB, cfg Config, downstream int) *env {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st, err := store.OpenBolt(t.TempDir(), time.Second)
@@ -76,15 +79,21 @@ func newEnv(t *testing.T, cfg Config, downstream int) *env {
 		Ready:    func() (bool, string) { return src.Ready(), "waiting for sources: changes" },
 		Gatherer: reg, Metrics: NewMetrics(reg), Log: log,
 	})
-	srv := httptest.NewServer(s.Handler())
+	e.handler = s.Handler()
+	srv := httptest.NewServer(e.handler)
 	t.Cleanup(srv.Close)
 	e.url = srv.URL
 	return e
 }
 
+// do sends one request; a body goes as application/json, as Alertmanager
+// and Prometheus send it, unless header (name, value pairs) says otherwise.
 func (e *env) do(t *testing.T, method, path, body string, header ...string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(method, e.url+path, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
@@ -200,6 +209,12 @@ func TestBadInput(t *testing.T) {
 		{"change field", "POST", "/api/v1/changes", `{"kind":"deploy","subject":{"namespace":"x"},"autor":"a"}`, 400, `"field":"autor"`},
 		{"debug enrich garbage", "POST", "/debug/enrich", `nope`, 400, "invalid JSON"},
 		{"debug changes since", "GET", "/debug/changes?since=yesterday", "", 400, "since: want a positive duration"},
+		{"control character in a change id", "POST", "/api/v1/changes", `{"id":"ci\u001b[2J","kind":"deploy","subject":{"namespace":"x"}}`,
+			400, `{"error":"id: control character U+001B at byte 2; this field takes one line of printable text","field":"id"}`},
+		{"zero time of a change", "POST", "/api/v1/changes", `{"kind":"deploy","subject":{"namespace":"x"},"time":"0001-01-01T00:00:00Z"}`,
+			400, `"field":"time"`},
+		{"Go type in a change error", "POST", "/api/v1/changes", `{"kind":"deploy","subject":{"namespace":"x","images":"a"}}`,
+			400, `{"error":"subject.images: expected an array, got a string","field":"subject.images"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -305,4 +320,217 @@ func TestChangesAPI(t *testing.T) {
 	if status != 200 || strings.Count(got, `"id":"x1"`) != 1 {
 		t.Fatalf("list: %d %s", status, got)
 	}
+}
+
+// inlineEnv runs the real server in inline mode in front of one upstream.
+func inlineEnv(t *testing.T, upstream http.Handler) string {
+	t.Helper()
+	am := httptest.NewServer(upstream)
+	t.Cleanup(am.Close)
+	ams, err := deliver.NewAlertmanagers([]deliver.UpstreamConfig{{Name: "am", URL: am.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resolver, _ := enrich.NewResolver(nil)
+	reg := prometheus.NewRegistry()
+	s := New(Config{Listen: "127.0.0.1:8080"}, Deps{
+		Enricher:      enrich.New(enrich.Options{}, resolver, nil, enrich.NewMetrics(reg)),
+		Alertmanagers: ams,
+		Ready:         func() (bool, string) { return true, "" },
+		Gatherer:      reg, Metrics: NewMetrics(reg), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestPostTakesOnlyJSON: a browser page can POST text/plain, a form or
+// multipart across origins without asking; application/json it cannot
+// send without a preflight, which whatchanged never allows. Alertmanager
+// and Prometheus send application/json.
+func TestPostTakesOnlyJSON(t *testing.T) {
+	e := newEnv(t, Config{}, http.StatusOK)
+	var upstreamGot int
+	inline := &env{url: inlineEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		upstreamGot++
+		w.WriteHeader(http.StatusOK)
+	}))}
+	endpoints := []struct {
+		name string
+		e    *env
+		path string
+		body string
+	}{
+		{"webhook", e, "/webhook", notification(time.Now())},
+		{"named route", e, "/webhook/pager", notification(time.Now())},
+		{"changes", e, "/api/v1/changes", `{"kind":"deploy","subject":{"namespace":"shop","name":"api"}}`},
+		{"debug enrich", e, "/debug/enrich", `{"labels":{"namespace":"shop"}}`},
+		{"inline alerts", inline, "/api/v2/alerts", `[{"labels":{"alertname":"A"}}]`},
+	}
+	types := []struct {
+		ctype string
+		ok    bool
+	}{
+		{"", false},
+		{"text/plain", false},
+		{"text/plain; charset=utf-8", false},
+		{"application/x-www-form-urlencoded", false},
+		{"multipart/form-data; boundary=x", false},
+		{"application/json-seq", false},
+		{"application/json; charset=latin1", false},
+		{"application/json;;", false},
+		{"application/json", true},
+		{"application/json; charset=utf-8", true},
+		{"Application/JSON; Charset=UTF-8", true},
+	}
+	for _, ep := range endpoints {
+		for _, ty := range types {
+			t.Run(ep.name+" "+ty.ctype, func(t *testing.T) {
+				status, body := ep.e.do(t, "POST", ep.path, ep.body, "Content-Type", ty.ctype)
+				if !ty.ok {
+					if status != http.StatusUnsupportedMediaType || !strings.Contains(body, "Content-Type must be application/json") {
+						t.Fatalf("got %d %s, want 415 asking for application/json", status, body)
+					}
+					return
+				}
+				if status == http.StatusUnsupportedMediaType || status >= 400 {
+					t.Fatalf("got %d %s, want it taken", status, body)
+				}
+			})
+		}
+	}
+	if n := len(e.capture.bodies); n != 2*3 { // the accepted types, to the two webhook routes
+		t.Errorf("downstream got %d notifications, want 6", n)
+	}
+	if upstreamGot != 3 {
+		t.Errorf("upstream Alertmanager got %d posts, want 3", upstreamGot)
+	}
+}
+
+// TestNoCrossOriginPreflight: a browser asks before it POSTs JSON to
+// another origin. No endpoint says yes, inline mode included, where the
+// question would otherwise reach Alertmanager, which says yes to all.
+func TestNoCrossOriginPreflight(t *testing.T) {
+	e := newEnv(t, Config{}, http.StatusOK)
+	inline := &env{url: inlineEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Alertmanager v0.31.1's answer to a preflight of its API (rs/cors
+		// Default around api/v2); other paths answer 404 without CORS.
+		if r.Method == http.MethodOptions && r.Header.Get("Origin") != "" && strings.HasPrefix(r.URL.Path, "/api/v2/") {
+			w.Header().Set("Access-Control-Allow-Origin", "*")
+			w.Header().Set("Access-Control-Allow-Methods", "POST")
+			w.Header().Set("Access-Control-Allow-Headers", "content-type")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))}
+	preflight := []string{"Origin", "http://evil.example", "Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "content-type"}
+	for _, tt := range []struct {
+		e    *env
+		path string
+	}{{e, "/webhook"}, {e, "/webhook/pager"}, {e, "/api/v1/changes"}, {e, "/debug/enrich"},
+		{inline, "/api/v2/alerts"}, {inline, "/api/v1/changes"}, {inline, "/webhook"}} {
+		req, _ := http.NewRequest(http.MethodOptions, tt.e.url+tt.path, nil)
+		for i := 0; i < len(preflight); i += 2 {
+			req.Header.Set(preflight[i], preflight[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		for k, v := range resp.Header {
+			if strings.HasPrefix(k, "Access-Control-") {
+				t.Errorf("OPTIONS %s (inline %v): %d with %s: %v", tt.path, tt.e != e, resp.StatusCode, k, v)
+			}
+		}
+	}
+}
+
+// TestInlinePassesTheUpstreamRefusalBack: alerts Alertmanager refuses with
+// 422 get that 422 and its body, not a 503 Prometheus would retry.
+func TestInlinePassesTheUpstreamRefusalBack(t *testing.T) {
+	// What Alertmanager v0.31.1 answers for [{"annotations":{}}], captured.
+	const refusal = `{"code":602,"message":"0.labels in body is required"}`
+	url := inlineEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		_, _ = w.Write([]byte(refusal))
+	}))
+	e := &env{url: url}
+	status, body := e.do(t, "POST", "/api/v2/alerts", `[{"annotations":{}}]`)
+	if status != http.StatusUnprocessableEntity || body != refusal {
+		t.Fatalf("got %d %s, want Alertmanager's 422 and body", status, body)
+	}
+	_, metrics := e.do(t, "GET", "/metrics", "")
+	if want := `whatchanged_notifications_total{outcome="rejected",route="inline"} 1`; !strings.Contains(metrics, want) {
+		t.Errorf("metrics lack %s", want)
+	}
+}
+
+// TestDebugEnrichNeverAnswersEmpty: a time whose window (look-back before,
+// look-ahead after) leaves the years 0001–9999 cannot be shown in JSON;
+// the answer is a 400 naming the field, never a 200 with no body.
+func TestDebugEnrichNeverAnswersEmpty(t *testing.T) {
+	e := newEnv(t, Config{}, 0)
+	late := "9999-12-31T23:58:00Z" // the 5-minute look-ahead ends in the year 10000
+	tests := []struct{ name, body, field string }{
+		{"labels", `{"labels":{"namespace":"shop"},"startsAt":"` + late + `"}`, "startsAt"},
+		{"array", `[{"labels":{"namespace":"shop"}},{"labels":{"namespace":"shop"},"startsAt":"` + late + `"}]`, "body[1].startsAt"},
+		{"webhook", `{"alerts":[{"labels":{"namespace":"shop"},"startsAt":"` + late + `"}]}`, "alerts[0].startsAt"},
+		{"in its own zone", `{"labels":{"namespace":"shop"},"startsAt":"9999-12-31T23:58:00-23:00"}`, "startsAt"},
+		{"no subject", `{"labels":{"alertname":"x"},"startsAt":"` + late + `"}`, "startsAt"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body := e.do(t, "POST", "/debug/enrich", tt.body)
+			var got errorBody
+			if status != http.StatusBadRequest || json.Unmarshal([]byte(body), &got) != nil || got.Field != tt.field ||
+				!strings.Contains(got.Error, "outside the years 0001-9999") {
+				t.Fatalf("got %d %s, want 400 naming %s", status, body, tt.field)
+			}
+		})
+	}
+	// The last time that fits is answered.
+	status, body := e.do(t, "POST", "/debug/enrich", `{"labels":{"namespace":"shop"},"startsAt":"9999-12-31T23:54:59Z"}`)
+	if status != http.StatusOK || !json.Valid([]byte(body)) || !strings.Contains(body, `"until":"9999-12-31T23:59:59Z"`) {
+		t.Fatalf("got %d %s", status, body)
+	}
+}
+
+// FuzzDebugEnrich: whatever is posted, /debug/enrich answers 200 with an
+// explanation or 400 with an error, in valid JSON — never an empty body.
+func FuzzDebugEnrich(f *testing.F) {
+	e := newEnv(f, Config{}, 0)
+	for _, body := range []string{
+		notification(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)),
+		`[{"labels":{"namespace":"shop","deployment":"api"},"startsAt":"2026-11-21T10:00:00Z"}]`,
+		`{"labels":{"namespace":"shop","deployment":"api"}}`,
+		`{"labels":{"namespace":"shop"},"startsAt":"9999-12-31T23:58:00Z"}`,
+		`{"labels":{"namespace":"shop"},"startsAt":"9999-12-31T23:54:59Z"}`,
+		`[{"labels":{"namespace":"shop"},"startsAt":"9999-12-31T23:58:00-23:00"}]`,
+		`{"alerts":[{"labels":{"namespace":"shop"},"startsAt":"0000-01-01T00:00:00Z","endsAt":"0001-01-01T00:00:00Z"}]}`,
+		`{"labels":{"namespace":"shop"},"startsAt":"0002-01-01T00:00:00Z","endsAt":"9999-12-31T23:59:59Z"}`,
+		"{\"labels\":{\"namespace\":\"sh\xffop\",\"d\":\"ci\\u0000\\u001b\"}}",
+		`[{"annotations":{}}]`,
+		`nope`, ``, `{}`, `[]`, `null`,
+	} {
+		f.Add([]byte(body))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req := httptest.NewRequest(http.MethodPost, "/debug/enrich", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		e.handler.ServeHTTP(rec, req)
+		var got map[string]json.RawMessage
+		if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || !utf8.Valid(rec.Body.Bytes()) {
+			t.Fatalf("%d with a body that is not JSON (%v): %q", rec.Code, err, rec.Body.String())
+		}
+		switch {
+		case rec.Code == http.StatusOK && got["explanation"] != nil:
+		case rec.Code == http.StatusBadRequest && got["error"] != nil:
+		default:
+			t.Fatalf("answer %d %s", rec.Code, rec.Body.String())
+		}
+	})
 }

@@ -95,6 +95,89 @@ func main() {
 		}
 	}
 	fmt.Printf("\nwhatchanged peak RSS (VmHWM): %s\n", peakRSS(cmd.Process.Pid))
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+
+	fmt.Printf("\nmax-size notifications (a body just under server.max_body_bytes, 8 MiB of small alerts), each level on a fresh process:\n")
+	fmt.Printf("%8s %8s %10s %10s %12s %s\n", "parallel", "alerts", "p50", "max", "peak RSS", "answers")
+	body, n := maxSizePayload(8<<20, now)
+	for _, par := range []int{1, 4, 8} {
+		maxSize(*bin, capture, body, n, par)
+	}
+}
+
+// maxSizePayload is a webhook body of as many small alerts as fit under
+// limit bytes: the worst a sender within the body limit can do.
+func maxSizePayload(limit int, startsAt time.Time) ([]byte, int) {
+	head := `{"version":"4","groupKey":"{}:{alertname=\"Flood\"}","status":"firing","receiver":"whatchanged","groupLabels":{},"commonLabels":{},"commonAnnotations":{},"externalURL":"http://alertmanager:9093","alerts":[`
+	var b strings.Builder
+	b.WriteString(head)
+	n := 0
+	for {
+		a := fmt.Sprintf(`{"status":"firing","labels":{"alertname":"Flood","namespace":"shop","pod":"svc-%d-7d9f8b6c4-x%05d"},"annotations":{},"startsAt":%q,"fingerprint":"%016x"}`,
+			n%50, n, startsAt.Format(time.RFC3339), n)
+		if b.Len()+len(a)+3 > limit-1024 {
+			break
+		}
+		if n > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(a)
+		n++
+	}
+	b.WriteString("]}")
+	return []byte(b.String()), n
+}
+
+// maxSize posts par max-size bodies at once to a fresh whatchanged and
+// prints their latencies, the process's peak RSS and what each sender got.
+func maxSize(bin, capture string, body []byte, n, par int) {
+	dir, err := os.MkdirTemp("", "whatchanged-maxsize-")
+	must(err)
+	defer os.RemoveAll(dir)
+	port := freePort()
+	cfg := filepath.Join(dir, "c.yaml")
+	must(os.WriteFile(cfg, []byte(fmt.Sprintf("listen: 127.0.0.1:%d\ndata_dir: %s\nlog: {level: warn}\ndownstreams:\n  default:\n    url: %s/notify\n", port, dir, capture)), 0o600))
+	cmd := exec.Command(bin, "serve", "--config", cfg)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	must(cmd.Start())
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	waitReady(url + "/readyz")
+	client := &http.Client{Timeout: 2 * time.Minute}
+	lat := make([]time.Duration, par)
+	answers := make([]string, par)
+	var wg sync.WaitGroup
+	for i := range par {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t0 := time.Now()
+			resp, err := client.Post(url+"/webhook", "application/json", bytes.NewReader(body))
+			lat[i] = time.Since(t0)
+			if err != nil {
+				answers[i] = "error: " + err.Error()
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			answers[i] = fmt.Sprint(resp.StatusCode)
+		}()
+	}
+	wg.Wait()
+	sorted := append([]time.Duration(nil), lat...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+	counts := map[string]int{}
+	for _, a := range answers {
+		counts[a]++
+	}
+	var parts []string
+	for a, c := range counts {
+		parts = append(parts, fmt.Sprintf("%d×%s", c, a))
+	}
+	sort.Strings(parts)
+	fmt.Printf("%8d %8d %10s %10s %12s %s\n", par, n, sorted[len(sorted)/2].Round(time.Millisecond), sorted[len(sorted)-1].Round(time.Millisecond),
+		peakRSS(cmd.Process.Pid), strings.Join(parts, " "))
 }
 
 type result struct {

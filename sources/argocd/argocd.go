@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -42,6 +43,11 @@ var applicationsGVR = schema.GroupVersionResource{Group: "argoproj.io", Version:
 // fetched during the poll, so alerts find author and message in the cache.
 const metadataFor = 2
 
+// cacheSize bounds the revision metadata and the missing apps remembered:
+// both are keyed by what alerts and syncs name, which never stops growing.
+// 10,000 revisions are the last two syncs of 5,000 apps.
+const cacheSize = 10_000
+
 // Source is the Argo CD source.
 type Source struct {
 	name string
@@ -52,10 +58,11 @@ type Source struct {
 	now  func() time.Time
 
 	mu        sync.RWMutex
-	restApps  map[string]*application // "ns/name" from REST
-	metadata  map[string]revisionMetadata
-	misses    map[string]miss // apps not found or not readable, until the next refresh
+	restApps  map[string]*application // "ns/name" from REST: the apps argocd-server has
 	informers []cache.SharedIndexInformer
+
+	metadata *lru.Cache[string, revisionMetadata] // "ns/app#source@revision" →
+	misses   *lru.Cache[string, miss]             // apps not found or not readable, until the next refresh
 
 	// cat indexes restApps and the informers' applications; stale until
 	// rebuilt after they changed (catalog.go).
@@ -83,9 +90,15 @@ func New(name string, cfg Config, client *http.Client, dyn dynamic.Interface, lo
 	if client == nil {
 		client = &http.Client{}
 	}
+	metadata, _ := lru.New[string, revisionMetadata](cacheSize) // fails only for a size ≤ 0
+	misses, _ := lru.New[string, miss](cacheSize)
 	return &Source{name: name, cfg: cfg, log: log, http: client, dyn: dyn, now: time.Now,
-		restApps: map[string]*application{}, metadata: map[string]revisionMetadata{}, misses: map[string]miss{}}
+		restApps: map[string]*application{}, metadata: metadata, misses: misses}
 }
+
+// CacheSizes reports how many revision metadata and missing apps are
+// remembered (the benchmark shows they stay bounded).
+func (s *Source) CacheSizes() (metadata, misses int) { return s.metadata.Len(), s.misses.Len() }
 
 func (s *Source) Name() string { return s.name }
 
@@ -315,13 +328,10 @@ func (s *Source) neighbours(ctx context.Context, own *application, q sources.Que
 }
 
 func (s *Source) fetchApp(ctx context.Context, app string) (*application, error) {
-	s.mu.RLock()
-	miss, ok := s.misses[app]
-	s.mu.RUnlock()
-	if ok && s.now().Before(miss.until) {
+	if miss, ok := s.misses.Get(app); ok && s.now().Before(miss.until) {
 		return nil, miss.err
 	}
-	v, err, _ := s.flight.Do("app/"+app, func() (any, error) {
+	v, err := s.shared(ctx, "app/"+app, func(ctx context.Context) (any, error) {
 		ns, name, qualified := strings.Cut(app, "_")
 		if !qualified {
 			name, ns = app, ""
@@ -361,9 +371,29 @@ func (s *Source) fetchApp(ctx context.Context, app string) (*application, error)
 
 // remember a missing or unreadable app until the next refresh.
 func (s *Source) remember(app string, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.misses[app] = miss{until: s.now().Add(s.cfg.Refresh), err: err}
+	s.misses.Add(app, miss{until: s.now().Add(s.cfg.Refresh), err: err})
+}
+
+// shared runs fn once for all concurrent callers of key. fn gets the first
+// caller's context without its cancellation (one client hanging up must
+// not fail the others' answer) but with its deadline (a hung server holds
+// no request past the budget); each caller waits until its own context ends.
+func (s *Source) shared(ctx context.Context, key string, fn func(context.Context) (any, error)) (any, error) {
+	ch := s.flight.DoChan(key, func() (any, error) {
+		fctx := context.WithoutCancel(ctx)
+		if d, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			fctx, cancel = context.WithDeadline(fctx, d)
+			defer cancel()
+		}
+		return fn(fctx)
+	})
+	select {
+	case r := <-ch:
+		return r.Val, r.Err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 type miss struct {
@@ -486,21 +516,20 @@ func (s *Source) changesOf(ctx context.Context, a *application, q sources.Query,
 	return out
 }
 
-// revisionMetadata returns the (cached forever) commit metadata of one git
-// source's revision; it asks argocd-server only when REST is configured.
-// multi: the app has several sources, so the source is named by index.
+// revisionMetadata returns the commit metadata of one git source's
+// revision, cached (the least recently used dropped first); it asks
+// argocd-server only when REST is configured. multi: the app has several
+// sources, so the source is named by index.
 func (s *Source) revisionMetadata(ctx context.Context, a *application, rev string, sourceIndex int, multi, fetch bool) (revisionMetadata, bool) {
 	if rev == "" || s.cfg.Server == "" {
 		return revisionMetadata{}, false
 	}
 	key := fmt.Sprintf("%s/%s#%d@%s", a.Metadata.Namespace, a.Metadata.Name, sourceIndex, rev)
-	s.mu.RLock()
-	md, ok := s.metadata[key]
-	s.mu.RUnlock()
+	md, ok := s.metadata.Get(key)
 	if ok || !fetch {
 		return md, ok && (md.Author != "" || md.Message != "")
 	}
-	v, err, _ := s.flight.Do("md/"+key, func() (any, error) {
+	v, err := s.shared(ctx, "md/"+key, func(ctx context.Context) (any, error) {
 		q := url.Values{}
 		if a.Metadata.Namespace != "" {
 			q.Set("appNamespace", a.Metadata.Namespace)
@@ -519,9 +548,7 @@ func (s *Source) revisionMetadata(ctx context.Context, a *application, rev strin
 		if err != nil {
 			return nil, err
 		}
-		s.mu.Lock()
-		s.metadata[key] = md
-		s.mu.Unlock()
+		s.metadata.Add(key, md)
 		return md, nil
 	})
 	if err != nil {
@@ -600,19 +627,39 @@ func (s *Source) get(ctx context.Context, path string, q url.Values, out any, wh
 	return fmt.Errorf("%s: argocd-server answered %d", what, resp.StatusCode)
 }
 
+// describeTransport says why a request got no answer. A request that ran
+// out of time or was cancelled says so, and still matches the context's
+// error: the server may be reachable, and the pipeline reports timeouts
+// its own way.
 func describeTransport(what string, err error) error {
 	err = httperr.Unwrap(err)
 	var unknownCA x509.UnknownAuthorityError
 	var hostErr x509.HostnameError
 	var ne net.Error
 	switch {
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("%s: %w", what, errCancelled)
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("%s: %w", what, errTimeout)
 	case errors.As(err, &unknownCA), errors.As(err, &hostErr), strings.Contains(err.Error(), "tls:"):
 		return fmt.Errorf("%s: TLS with argocd-server failed (%v); set http_config.tls_config.ca_file, or insecure_skip_verify for a test setup", what, err)
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return fmt.Errorf("%s: timeout", what)
 	}
 	return fmt.Errorf("%s: argocd-server unreachable: %v", what, err)
 }
+
+// ctxError reads short and unwraps to the context error it stands for.
+type ctxError struct {
+	text string
+	err  error
+}
+
+func (e ctxError) Error() string { return e.text }
+func (e ctxError) Unwrap() error { return e.err }
+
+var (
+	errTimeout   error = ctxError{"timeout", context.DeadlineExceeded}
+	errCancelled error = ctxError{"cancelled", context.Canceled}
+)
 
 // ResolveSubject reads the app from the configured alert label, else
 // finds the app that manages the alert's workload (status.resources), or

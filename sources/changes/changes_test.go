@@ -161,68 +161,6 @@ func TestSecondProcessGetsLockedError(t *testing.T) {
 	}
 }
 
-func TestValidationNamesTheField(t *testing.T) {
-	ok := func() Event {
-		return Event{Kind: "deploy", Subject: sources.Subject{Namespace: "shop", Name: "api"}}
-	}
-	tests := []struct {
-		name  string
-		edit  func(*Event)
-		field string
-	}{
-		{"missing kind", func(e *Event) { e.Kind = "" }, "kind"},
-		{"unknown kind", func(e *Event) { e.Kind = "party" }, "kind"},
-		{"empty subject", func(e *Event) { e.Subject = sources.Subject{} }, "subject"},
-		{"kind without name", func(e *Event) { e.Subject = sources.Subject{Namespace: "x", Kind: "Deployment"} }, "subject.name"},
-		{"bad status", func(e *Event) { e.Status = "done" }, "status"},
-		{"relative url", func(e *Event) { e.URL = "/runs/1" }, "url"},
-		{"ftp compare url", func(e *Event) { e.CompareURL = "ftp://x/y" }, "compareUrl"},
-		{"far future", func(e *Event) { e.Time = now.Add(time.Hour) }, "time"},
-		{"ancient", func(e *Event) { e.Time = time.Date(1970, 1, 2, 0, 0, 0, 0, time.UTC) }, "time"},
-		{"finished before start", func(e *Event) { e.Time = now.Add(-time.Minute); e.FinishedAt = now.Add(-time.Hour) }, "finishedAt"},
-		{"long message", func(e *Event) { e.Message = strings.Repeat("x", maxMessageLen+1) }, "message"},
-		{"long author", func(e *Event) { e.Author = strings.Repeat("x", maxFieldLen+1) }, "author"},
-		{"long id", func(e *Event) { e.ID = strings.Repeat("x", maxIDLen+1) }, "id"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			ev := ok()
-			tt.edit(&ev)
-			err := ev.Validate(now)
-			var fe *FieldError
-			if !errors.As(err, &fe) || fe.Field != tt.field {
-				t.Fatalf("err = %v, want a FieldError on %q", err, tt.field)
-			}
-			if !errors.Is(err, sources.ErrInvalidChange) {
-				t.Errorf("error does not wrap ErrInvalidChange")
-			}
-		})
-	}
-	ev := ok()
-	if err := ev.Validate(now); err != nil || ev.ID == "" || !ev.Time.Equal(now) || ev.Status != "unknown" {
-		t.Errorf("defaults: %+v err=%v", ev, err)
-	}
-}
-
-func TestDecodeEventErrors(t *testing.T) {
-	tests := []struct{ body, field, problem string }{
-		{`{"kind":"deploy","subject":{"namespace":"x"},"autor":"a"}`, "autor", "unknown field"},
-		{`{"kind":"deploy","subject":{"namespace":"x","nme":"a"}}`, "nme", "unknown field"},
-		{`{"kind":5}`, "kind", "expected string"},
-		{`{"kind":"deploy","time":"yesterday"}`, "time", "RFC 3339"},
-		{`{"kind":`, "body", "unexpected EOF"},
-		{``, "body", "empty"},
-		{`{"kind":"deploy"}{"kind":"deploy"}`, "body", "more than one"},
-	}
-	for _, tt := range tests {
-		_, err := DecodeEvent(strings.NewReader(tt.body))
-		var fe *FieldError
-		if !errors.As(err, &fe) || fe.Field != tt.field || !strings.Contains(fe.Problem, tt.problem) {
-			t.Errorf("%s: err = %v, want field %q with %q", tt.body, err, tt.field, tt.problem)
-		}
-	}
-}
-
 func idsOf(changes []sources.Change) string {
 	ids := make([]string, len(changes))
 	for i, c := range changes {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/bradleyfalzon/ghinstallation/v2"
 	gh "github.com/google/go-github/v60/github"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/whatchanged/whatchanged/sources"
@@ -38,6 +39,18 @@ const (
 	statusesFor      = 3
 	maxCompareLines  = 5
 	maxCompareAuthor = 5
+	// fetchTimeout bounds the requests of one repository's refresh.
+	fetchTimeout = 30 * time.Second
+)
+
+// Bounds of what is remembered: alerts name repositories, and refreshes
+// meet new deployments and compares, without end. The least recently used
+// goes first. A repository's state is its few dozen newest changes; a
+// stored answer is one page of a list (tens of KiB at most).
+const (
+	maxRepos    = 1_000
+	maxCompares = 10_000
+	maxStored   = 5_000 // about five answers per repository refreshed
 )
 
 // Source is the GitHub source.
@@ -51,10 +64,10 @@ type Source struct {
 	now    func() time.Time
 
 	flight singleflight.Group
-	mu     sync.Mutex
-	repos  map[string]*repoState // "owner/name" →
-	// compares between two fixed refs never change: cached for good.
-	compares map[string]compare
+	mu     sync.Mutex                     // guards the repoStates
+	repos  *lru.Cache[string, *repoState] // "owner/name" →
+	// compares between two fixed refs never change: cached until evicted.
+	compares *lru.Cache[string, compare]
 }
 
 type repoState struct {
@@ -103,8 +116,16 @@ func New(name string, cfg Config, base http.RoundTripper, log *slog.Logger) (*So
 		return nil, fmt.Errorf("github base_url: %w", err)
 	}
 	client.BaseURL = u
+	repos, _ := lru.New[string, *repoState](maxRepos) // fails only for a size ≤ 0
+	compares, _ := lru.New[string, compare](maxCompares)
 	return &Source{name: name, cfg: cfg, log: log, client: client, budget: budget, host: cfg.host(), now: time.Now,
-		repos: map[string]*repoState{}, compares: map[string]compare{}}, nil
+		repos: repos, compares: compares}, nil
+}
+
+// CacheSizes reports how many repositories, compares and stored answers
+// are remembered (the benchmark shows they stay bounded).
+func (s *Source) CacheSizes() (repos, compares, stored int) {
+	return s.repos.Len(), s.compares.Len(), s.budget.stored.Len()
 }
 
 func (s *Source) Name() string { return s.name }
@@ -125,9 +146,9 @@ func (s *Source) Start(ctx context.Context) error {
 func (s *Source) RefreshAll(ctx context.Context) {
 	s.mu.Lock()
 	var due []string
-	for repo, st := range s.repos {
-		if s.now().Sub(st.lastAsked) > s.cfg.KeepFor {
-			delete(s.repos, repo)
+	for _, repo := range s.repos.Keys() {
+		if st, ok := s.repos.Peek(repo); !ok || s.now().Sub(st.lastAsked) > s.cfg.KeepFor {
+			s.repos.Remove(repo)
 			continue
 		}
 		due = append(due, repo)
@@ -159,10 +180,10 @@ func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change
 		return nil, fmt.Errorf("repository %s is not on %s, the GitHub this source reads: its releases and deployments are not shown", q.Subject.Repo, s.host)
 	}
 	s.mu.Lock()
-	st := s.repos[repo]
-	if st == nil {
+	st, ok := s.repos.Get(repo)
+	if !ok {
 		st = &repoState{}
-		s.repos[repo] = st
+		s.repos.Add(repo, st)
 	}
 	st.lastAsked = s.now()
 	fetched, changes, err := !st.fetched.IsZero(), st.changes, st.err
@@ -208,15 +229,15 @@ func (s *Source) fetch(ctx context.Context, repo string) ([]sources.Change, erro
 	ch := s.flight.DoChan(repo, func() (any, error) {
 		// Detached from the first caller's deadline: the answer serves every
 		// later alert, so a short budget must not waste the request.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
 		defer cancel()
 		changes, err := s.read(fctx, repo)
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		st := s.repos[repo]
-		if st == nil {
+		st, ok := s.repos.Peek(repo)
+		if !ok { // evicted meanwhile
 			st = &repoState{lastAsked: s.now()}
-			s.repos[repo] = st
+			s.repos.Add(repo, st)
 		}
 		st.fetched = s.now()
 		st.err = err
@@ -350,12 +371,10 @@ func (s *Source) read(ctx context.Context, repo string) ([]sources.Change, error
 
 // attachCompare adds the commits between two refs to the newest change:
 // count, authors, first lines, the compare link. A failure leaves the change
-// without them; compares are immutable and cached for good.
+// without them; compares are immutable and cached until evicted.
 func (s *Source) attachCompare(ctx context.Context, repo string, c *sources.Change, base, head string) {
 	key := repo + "@" + base + "..." + head
-	s.mu.Lock()
-	cp, ok := s.compares[key]
-	s.mu.Unlock()
+	cp, ok := s.compares.Get(key)
 	if !ok {
 		owner, name, _ := strings.Cut(repo, "/")
 		res, _, err := s.client.Repositories.CompareCommits(ctx, owner, name, base, head, &gh.ListOptions{PerPage: 100})
@@ -387,9 +406,7 @@ func (s *Source) attachCompare(ctx context.Context, repo string, c *sources.Chan
 			line, _, _ := strings.Cut(res.Commits[i].GetCommit().GetMessage(), "\n")
 			cp.lines = append(cp.lines, sources.Truncate(line, 100))
 		}
-		s.mu.Lock()
-		s.compares[key] = cp
-		s.mu.Unlock()
+		s.compares.Add(key, cp)
 	}
 	c.CompareURL = cp.url
 	if c.Author == "" || sources.IsBot(c.Author) {
@@ -431,8 +448,14 @@ func (s *Source) describe(repo, what string, err error) error {
 			return fmt.Errorf("%s of %s: forbidden (does the token have read access to it?)", what, repo)
 		}
 		return fmt.Errorf("%s of %s: GitHub answered %d", what, repo, er.Response.StatusCode)
-	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%s of %s: timeout", what, repo)
+	// Before net.Error: a request cut off by its context fails with one,
+	// and the server may well be reachable. Said in words, not wrapped:
+	// the error is kept and shown to later alerts, for which it is not
+	// their query's timeout.
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("%s of %s: cancelled", what, repo)
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("%s of %s: timeout after %s", what, repo, fetchTimeout)
 	case errors.As(err, &ne):
 		return fmt.Errorf("%s unreachable: %v", s.host, httperr.Unwrap(err))
 	}

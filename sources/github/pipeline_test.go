@@ -65,7 +65,7 @@ func TestDeadOrLimitedGitHubCostsAtMostTheBudget(t *testing.T) {
 		if took > time.Second {
 			t.Errorf("took %s with a 200ms budget", took)
 		}
-		if got := a.Annotations["whatchanged_error"]; got != "github: timeout after 200ms (enrichment budget)" {
+		if got := a.Annotations["whatchanged_error"]; got != "github: timeout after 200ms" {
 			t.Errorf("whatchanged_error = %q", got)
 		}
 	})

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // RateLimitedError says GitHub refused for rate reasons; no request is made
@@ -32,7 +34,7 @@ type budgetTransport struct {
 	now  func() time.Time
 
 	mu      sync.Mutex
-	stored  map[string][]byte // cache key → raw HTTP response with an ETag
+	stored  *lru.Cache[string, []byte] // cache key → raw HTTP response with an ETag
 	blocked time.Time
 
 	remaining, limit atomic.Int64
@@ -41,7 +43,8 @@ type budgetTransport struct {
 }
 
 func newBudgetTransport(next http.RoundTripper) *budgetTransport {
-	t := &budgetTransport{next: next, now: time.Now, stored: map[string][]byte{}}
+	stored, _ := lru.New[string, []byte](maxStored) // fails only for a size ≤ 0
+	t := &budgetTransport{next: next, now: time.Now, stored: stored}
 	t.remaining.Store(-1)
 	t.limit.Store(-1)
 	return t
@@ -59,9 +62,7 @@ func (t *budgetTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	key := req.Method + " " + req.URL.String() + " " + hex.EncodeToString(sum[:8])
 	var cached []byte
 	if req.Method == http.MethodGet {
-		t.mu.Lock()
-		cached = t.stored[key]
-		t.mu.Unlock()
+		cached, _ = t.stored.Get(key)
 		if cached != nil {
 			if prev, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(cached)), req); err == nil {
 				req = req.Clone(req.Context())
@@ -94,9 +95,7 @@ func (t *budgetTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	case resp.StatusCode == http.StatusOK && req.Method == http.MethodGet && resp.Header.Get("Etag") != "":
 		raw, err := httputil.DumpResponse(resp, true)
 		if err == nil {
-			t.mu.Lock()
-			t.stored[key] = raw
-			t.mu.Unlock()
+			t.stored.Add(key, raw)
 			return http.ReadResponse(bufio.NewReader(bytes.NewReader(raw)), req)
 		}
 	}

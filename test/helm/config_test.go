@@ -87,7 +87,9 @@ func TestSecuritySecretsAndRBAC(t *testing.T) {
 	dep := one[*appsv1.Deployment](t, objs)
 	pod := dep.Spec.Template.Spec
 	c := pod.Containers[0]
-	if len(c.Env) != 0 || len(c.EnvFrom) != 0 {
+	// Secrets are files, never the environment: the one variable is
+	// GOMEMLIMIT, from the container's own memory limit.
+	if len(c.Env) != 1 || c.Env[0].ValueFrom == nil || c.Env[0].ValueFrom.ResourceFieldRef == nil || len(c.EnvFrom) != 0 {
 		t.Errorf("environment in the manifest: %+v %+v", c.Env, c.EnvFrom)
 	}
 	psc, sc := pod.SecurityContext, c.SecurityContext

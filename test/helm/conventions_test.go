@@ -46,7 +46,9 @@ func TestConventions(t *testing.T) {
 	check("podSecurityContext", *pod.SecurityContext.RunAsUser == 10001 && *pod.SecurityContext.FSGroup == 10001, pod.SecurityContext)
 	check("securityContext", *c.SecurityContext.RunAsUser == 10001, c.SecurityContext)
 	check("resources", c.Resources.Requests.Cpu().String() == "10m" && c.Resources.Requests.Memory().String() == "32Mi", c.Resources)
-	check("extraEnv", len(c.Env) == 1 && c.Env[0].Name == "HTTPS_PROXY", c.Env)
+	// GOMEMLIMIT follows the container's memory limit; extraEnv comes after.
+	check("GOMEMLIMIT", len(c.Env) == 2 && c.Env[0].Name == "GOMEMLIMIT" && c.Env[0].ValueFrom.ResourceFieldRef.Resource == "limits.memory", c.Env)
+	check("extraEnv", len(c.Env) == 2 && c.Env[1].Name == "HTTPS_PROXY", c.Env)
 	check("extraArgs", strings.Join(c.Args, " ") == "serve --config /etc/whatchanged/whatchanged.yaml --log-level=debug", c.Args)
 	check("extraVolumes", pod.Volumes[len(pod.Volumes)-1].Name == "ca", pod.Volumes)
 	check("extraVolumeMounts", c.VolumeMounts[len(c.VolumeMounts)-1].MountPath == "/etc/ssl/corp", c.VolumeMounts)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -30,13 +32,22 @@ type Threads interface {
 }
 
 // BoltThreads keeps threads in the embedded file store (survives restarts
-// of one replica).
+// of one replica). Every Put also deletes the expired threads among the
+// next pruneBatch stored ones, going round the bucket: the store holds about
+// the threads of the last retention however long it runs, and no Put pays
+// for a scan of all of it.
 type BoltThreads struct {
 	Store store.Store
 	now   func() time.Time
+
+	mu        sync.Mutex
+	pruneFrom string // the key the next prune starts at; "": the first
 }
 
-const threadsBucket = "slack/threads"
+const (
+	threadsBucket = "slack/threads"
+	pruneBatch    = 100
+)
 
 func (b *BoltThreads) Get(ctx context.Context, key string) (Thread, bool, error) {
 	v, ok, err := b.Store.Get(ctx, threadsBucket, key)
@@ -61,7 +72,39 @@ func (b *BoltThreads) Put(ctx context.Context, key string, t Thread, ttl time.Du
 	if err != nil {
 		return err
 	}
-	return b.Store.Put(ctx, []store.KV{{Key: store.Key{Bucket: threadsBucket, Key: key}, Value: v}})
+	if err := b.Store.Put(ctx, []store.KV{{Key: store.Key{Bucket: threadsBucket, Key: key}, Value: v}}); err != nil {
+		return err
+	}
+	if err := b.prune(ctx); err != nil {
+		return fmt.Errorf("thread saved; deleting expired threads failed: %w", err)
+	}
+	return nil
+}
+
+// prune deletes the expired threads among the next pruneBatch keys.
+func (b *BoltThreads) prune(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.clock()
+	var expired []store.Key
+	scanned, next := 0, ""
+	err := b.Store.Scan(ctx, threadsBucket, b.pruneFrom, "", func(key string, v []byte) bool {
+		if scanned == pruneBatch {
+			next = key
+			return false
+		}
+		scanned++
+		var t Thread
+		if json.Unmarshal(v, &t) == nil && !t.ExpiresAt.IsZero() && now.After(t.ExpiresAt) {
+			expired = append(expired, store.Key{Bucket: threadsBucket, Key: key})
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	b.pruneFrom = next // "" at the end: start over
+	return b.Store.Delete(ctx, expired)
 }
 
 func (b *BoltThreads) clock() time.Time {
