@@ -528,3 +528,32 @@ func TestIdenticalAlertsShareOneRanking(t *testing.T) {
 		t.Errorf("no suspect: %v", lone.Annotations)
 	}
 }
+
+// A notification grows by at most MaxAddedBytes: the first alerts are
+// annotated, the rest carry one short error.
+func TestAddedBytesAreBounded(t *testing.T) {
+	src := &staticSource{name: "changes", changes: fixtureChanges()}
+	e := newTestEnricher(t, Options{MaxAddedBytes: 64 << 10}, nil, SourceEntry{Source: src})
+	var alerts []*Alert
+	for range 2000 {
+		alerts = append(alerts, alert(map[string]string{"namespace": "shop", "deployment": "api"}))
+	}
+	e.Enrich(context.Background(), alerts, nil)
+	added, crowded := 0, 0
+	for _, a := range alerts {
+		for k, v := range a.Annotations {
+			if strings.HasPrefix(k, "whatchanged_") {
+				added += len(k) + len(v)
+			}
+		}
+		if a.Annotations["whatchanged_error"] == Crowded {
+			crowded++
+		}
+	}
+	if crowded == 0 || alerts[0].Annotations["whatchanged_suspect"] == "" {
+		t.Fatalf("crowded %d; first alert %v", crowded, alerts[0].Annotations)
+	}
+	if max := 64<<10 + crowded*(len("whatchanged_error")+len(Crowded)); added > max {
+		t.Errorf("added %d bytes, more than %d", added, max)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // webhookV4 is a body as Alertmanager v0.34 sends it, with fields newer than
@@ -143,4 +144,30 @@ func TestDecodePostableAlerts(t *testing.T) {
 func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// Invalid UTF-8 is replaced the same way wherever it is — a label kept raw,
+// an annotation re-encoded, a field passed through — so the body sent on is
+// valid JSON for any receiver.
+func TestInvalidUTF8ReplacedEverywhere(t *testing.T) {
+	body := []byte("{\"version\":\"4\",\"x-extra\":\"a\xffb\",\"alerts\":[{\"labels\":{\"pod\":\"api-\xfe-0\"},\"annotations\":{\"d\":\"c\xffd\"},\"extra\":\"e\xfff\"}]}")
+	p, err := DecodeWebhook(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Alerts[0].Labels["pod"] != "api-\uFFFD-0" {
+		t.Errorf("label = %q", p.Alerts[0].Labels["pod"])
+	}
+	out, err := p.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !utf8.Valid(out) || !json.Valid(out) {
+		t.Fatalf("encoded body is not valid UTF-8 JSON: %q", out)
+	}
+	for _, want := range []string{"api-\uFFFD-0", "c\uFFFDd", "e\uFFFDf", "a\uFFFDb"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("encoded body lacks %q: %s", want, out)
+		}
+	}
 }
