@@ -3,6 +3,7 @@ package enrich
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sort"
 	"time"
 
@@ -130,6 +131,7 @@ type Enricher struct {
 	resolver *Resolver
 	sources  []SourceEntry
 	appRepos []sources.AppRepos // the sources that know apps' repositories
+	log      *slog.Logger
 	// sourceHealth takes a source that stops answering out of the alert
 	// path until a probe sees it answer (health.go).
 	sourceHealth *health
@@ -139,13 +141,24 @@ type Enricher struct {
 
 // New builds an enricher. metrics may be nil.
 func New(opts Options, resolver *Resolver, entries []SourceEntry, metrics *Metrics) *Enricher {
-	e := &Enricher{opts: opts.WithDefaults(), resolver: resolver, sources: entries, metrics: metrics, now: time.Now}
+	e := &Enricher{opts: opts.WithDefaults(), resolver: resolver, sources: entries, metrics: metrics, now: time.Now,
+		log: slog.New(slog.DiscardHandler)}
 	for _, entry := range entries {
 		if ar, ok := entry.Source.(sources.AppRepos); ok {
 			e.appRepos = append(e.appRepos, ar)
 		}
 	}
 	e.sourceHealth = e.newHealth()
+	return e
+}
+
+// WithLog makes e log what it decides on its own (a source going down and
+// coming back). Call it before the first notification.
+func (e *Enricher) WithLog(log *slog.Logger) *Enricher {
+	e.log = log
+	for _, sh := range e.sourceHealth.sources {
+		sh.log = log
+	}
 	return e
 }
 

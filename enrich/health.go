@@ -3,6 +3,7 @@ package enrich
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -31,6 +32,7 @@ type health struct {
 }
 
 type sourceHealth struct {
+	log      *slog.Logger
 	name     string
 	entry    SourceEntry
 	deadline time.Duration // a probe's, like a query's
@@ -53,7 +55,7 @@ func (e *Enricher) newHealth() *health {
 	h := &health{stop: stop}
 	for _, entry := range e.sources {
 		name := entry.Source.Name()
-		h.sources = append(h.sources, &sourceHealth{name: name, entry: entry, deadline: e.deadline(entry), metrics: e.metrics, ctx: ctx})
+		h.sources = append(h.sources, &sourceHealth{log: e.log, name: name, entry: entry, deadline: e.deadline(entry), metrics: e.metrics, ctx: ctx})
 		e.metrics.sourceIsUp(name, true)
 	}
 	return h
@@ -82,6 +84,8 @@ func (sh *sourceHealth) timedOut(q sources.Query, now time.Time) {
 	}
 	sh.text = fmt.Sprintf("not answering since %s UTC (timeout)", now.UTC().Format("15:04"))
 	sh.metrics.sourceIsUp(sh.name, false)
+	sh.log.Warn("source not answering: alerts skip it until a background probe sees it answer",
+		"source", sh.name, "timeouts_in_a_row", sh.timeouts)
 	if !sh.probing {
 		sh.probing = true
 		go sh.probe()
@@ -100,6 +104,7 @@ func (sh *sourceHealth) up() {
 	if sh.text != "" {
 		sh.text = ""
 		sh.metrics.sourceIsUp(sh.name, true)
+		sh.log.Info("source answers again", "source", sh.name)
 	}
 }
 

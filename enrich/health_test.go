@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -88,7 +89,8 @@ func TestHungSourceGoesDownAnswersAtOnceAndComesBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	const budget = 500 * time.Millisecond
-	e := New(Options{Budget: budget}, r, []SourceEntry{{Source: hung.source()}}, m)
+	var logged syncBuffer
+	e := New(Options{Budget: budget}, r, []SourceEntry{{Source: hung.source()}}, m).WithLog(slog.New(slog.NewTextHandler(&logged, nil)))
 	e.now = func() time.Time { return t0 } // 10:14 UTC
 	t.Cleanup(e.StopProbes)
 	up := func() float64 { return value(t, m.sourceUp.WithLabelValues("argocd")) }
@@ -153,6 +155,28 @@ func TestHungSourceGoesDownAnswersAtOnceAndComesBack(t *testing.T) {
 	if got := a6.Annotations["whatchanged_suspect"]; !strings.HasPrefix(got, "argocd sync of shop-api") {
 		t.Errorf("after it came back: suspect = %q, want the sync", got)
 	}
+	// Going down and coming back are logged, once each.
+	if l := logged.String(); strings.Count(l, "source not answering") != 1 || strings.Count(l, "source answers again") != 1 {
+		t.Errorf("log:\n%s", l)
+	}
+}
+
+// syncBuffer is a bytes.Buffer the probe goroutine and the test share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // A timeout reads the same whichever deadline struck and however the

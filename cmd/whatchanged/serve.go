@@ -67,6 +67,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		Auth: server.Auth{
 			BearerToken: cfg.Auth.BearerToken.reveal(), BasicUser: cfg.Auth.BasicAuth.Username,
 			BasicPassword: cfg.Auth.BasicAuth.Password.reveal(), ProtectMetrics: cfg.Auth.ProtectMetrics,
+			// The files were read at load (to fail early); the server reads
+			// them again when they change.
+			BearerTokenFile: cfg.Auth.BearerTokenFile, BasicPasswordFile: cfg.Auth.BasicAuth.PasswordFile,
 		},
 	}, server.Deps{
 		Enricher: a.enricher, Targets: a.targets, Keeper: a.keeper, Changes: a.changes, Alertmanagers: a.alertmanagers,

@@ -73,7 +73,7 @@ func build(cfg Config, log *slog.Logger, withMetrics bool) (_ *app, err error) {
 	if err != nil {
 		return nil, err
 	}
-	a.enricher = enrich.New(cfg.Enrich, resolver, a.entries, em)
+	a.enricher = enrich.New(cfg.Enrich, resolver, a.entries, em).WithLog(log)
 	b.onClose(func() error { a.enricher.StopProbes(); return nil })
 	for _, p := range a.cfg.outputs() {
 		if err := p.build(b); err != nil {

@@ -30,14 +30,36 @@ func init() { gin.SetMode(gin.ReleaseMode) }
 // Auth is inbound authentication. Either or both may be set; a request
 // passes with any configured credential.
 type Auth struct {
-	BearerToken    string
-	BasicUser      string
-	BasicPassword  string
-	ProtectMetrics bool
+	BearerToken   string
+	BasicUser     string
+	BasicPassword string
+	// BearerTokenFile and BasicPasswordFile, when set, replace the values:
+	// the files are read again when they change (a rotated Secret).
+	BearerTokenFile   string
+	BasicPasswordFile string
+	ProtectMetrics    bool
+
+	bearerFile, passwordFile *fileCredential
 }
 
 // Enabled reports whether any credential is configured.
-func (a Auth) Enabled() bool { return a.BearerToken != "" || a.BasicUser != "" }
+func (a Auth) Enabled() bool {
+	return a.BearerToken != "" || a.BearerTokenFile != "" || a.BasicUser != ""
+}
+
+func (a Auth) bearer() string {
+	if a.bearerFile != nil {
+		return a.bearerFile.get()
+	}
+	return a.BearerToken
+}
+
+func (a Auth) password() string {
+	if a.passwordFile != nil {
+		return a.passwordFile.get()
+	}
+	return a.BasicPassword
+}
 
 // Config of the server.
 type Config struct {
@@ -102,6 +124,12 @@ func New(cfg Config, deps Deps) *Server {
 	}
 	if cfg.EnrichWithin == 0 {
 		cfg.EnrichWithin = time.Second + enrich.RenderGrace
+	}
+	if cfg.Auth.BearerTokenFile != "" {
+		cfg.Auth.bearerFile = newFileCredential(cfg.Auth.BearerTokenFile)
+	}
+	if cfg.Auth.BasicPasswordFile != "" {
+		cfg.Auth.passwordFile = newFileCredential(cfg.Auth.BasicPasswordFile)
 	}
 	s := &Server{cfg: cfg, deps: deps, router: gin.New(), inflight: semaphore.NewWeighted(cfg.MaxInflightBytes)}
 	r := s.router
@@ -287,13 +315,13 @@ func (s *Server) authenticate(c *gin.Context) {
 	if !a.Enabled() {
 		return
 	}
-	if a.BearerToken != "" {
-		if tok, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer "); ok && equal(tok, a.BearerToken) {
+	if want := a.bearer(); want != "" {
+		if tok, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer "); ok && equal(tok, want) {
 			return
 		}
 	}
 	if a.BasicUser != "" {
-		if u, p, ok := c.Request.BasicAuth(); ok && equal(u, a.BasicUser) && equal(p, a.BasicPassword) {
+		if u, p, ok := c.Request.BasicAuth(); ok && equal(u, a.BasicUser) && equal(p, a.password()) {
 			return
 		}
 	}
