@@ -69,7 +69,7 @@ check:
 	$(GO) vet ./...
 	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run go mod tidy"; $(GO) mod tidy -diff; exit 1; }
 
-## unit: the packages that need no external tool (everything outside test/).
+## unit: the packages outside test/ (no built tools; the Slack tests start Debian's redis-server).
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/)
 

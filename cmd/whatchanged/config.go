@@ -318,6 +318,9 @@ func checkKeys(n *yaml.Node, t reflect.Type, path, file string, lines map[string
 			lines[p] = k.Line
 			ft, ok := fields[k.Value]
 			if !ok {
+				ft, ok = fields[anyKey]
+			}
+			if !ok {
 				*errs = append(*errs, ConfigError{File: file, Line: k.Line, Key: p, Msg: "unknown key (known: " + strings.Join(slices.Sorted(maps.Keys(fields)), ", ") + ")"})
 				continue
 			}
@@ -375,6 +378,10 @@ func kindName(k reflect.Kind) string {
 	return "a whole number"
 }
 
+// anyKey is where yamlFields puts the value type of an inline map: a
+// struct with one (prometheus/common's http_headers) takes any key.
+const anyKey = "\x00any"
+
 func yamlFields(t reflect.Type) map[string]reflect.Type {
 	out := map[string]reflect.Type{}
 	for i := 0; i < t.NumField(); i++ {
@@ -382,7 +389,15 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 		tag := f.Tag.Get("yaml")
 		name, opts, _ := strings.Cut(tag, ",")
 		if strings.Contains(opts, "inline") {
-			maps.Copy(out, yamlFields(f.Type))
+			ft := f.Type
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Map {
+				out[anyKey] = ft.Elem()
+				continue
+			}
+			maps.Copy(out, yamlFields(ft))
 			continue
 		}
 		if name == "" || name == "-" || !f.IsExported() {
@@ -436,8 +451,9 @@ func (p problems) bad(key, msg string) {
 }
 
 // secret reads a secret's *_file into dst, reporting at key ("token" for
-// token/token_file). The file is read once, here: secrets that must follow
-// a rotated file without a restart go through http_config instead.
+// token/token_file): it must be readable at start. Who re-reads it on a
+// rotation says so (the server for auth's files); outbound credentials go
+// through http_config, which re-reads its files per request.
 func (p problems) secret(dst *Secret, file, key string) {
 	if file == "" {
 		return

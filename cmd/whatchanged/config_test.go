@@ -279,3 +279,21 @@ func TestChangesJSONDefaultsOffInInlineMode(t *testing.T) {
 		}
 	}
 }
+
+// http_config's http_headers is a struct with an inline map of header names.
+func TestHTTPHeadersInHTTPConfig(t *testing.T) {
+	dir := t.TempDir()
+	key := writeTestFile(t, dir, "key", "k3y\n")
+	cfg, err := parseConfig("c.yaml", []byte("data_dir: "+dir+"\ndownstreams:\n  pager:\n    url: https://pager.example.com/in\n    http_config:\n      http_headers:\n        X-Key:\n          files: ["+key+"]\n        X-Team:\n          values: [sre]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := cfg.Downstreams["pager"].HTTPConfig.HTTPHeaders.Headers
+	if h["X-Key"].Files[0] != key || h["X-Team"].Values[0] != "sre" {
+		t.Errorf("headers = %+v", h)
+	}
+	_, err = parseConfig("c.yaml", []byte("downstreams:\n  pager:\n    url: https://pager.example.com/in\n    http_config:\n      http_headers:\n        X-Key:\n          file: [/x]\n"))
+	if err == nil || !strings.Contains(err.Error(), "c.yaml:7: downstreams.pager.http_config.http_headers.X-Key.file: unknown key") {
+		t.Errorf("typo in a header: %v", err)
+	}
+}

@@ -173,8 +173,15 @@ func configCheck(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *path == "" && fs.NArg() == 1 {
+	if *path == "" && fs.NArg() >= 1 {
+		// config check FILE [--show]: the flag package stops at FILE.
 		*path = fs.Arg(0)
+		if err := parseFlags(fs, fs.Args()[1:]); err != nil {
+			return err
+		}
+		if fs.NArg() > 0 {
+			return usageError{fmt.Sprintf("config check takes one file, got %q", fs.Args())}
+		}
 	}
 	if *path == "" {
 		return usageError{"config check needs --config FILE"}

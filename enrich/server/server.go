@@ -77,7 +77,7 @@ type Config struct {
 	// then gets 503 with Retry-After, which Alertmanager and Prometheus
 	// retry. Default 2 × MaxBodyBytes.
 	MaxInflightBytes int64
-	InflightWait     time.Duration
+	InflightWait     time.Duration // 0: answer 503 at once when full
 	// EnrichWithin is how long after a request's arrival its enrichment
 	// must end (the budget plus enrich.RenderGrace): decoding counts.
 	EnrichWithin time.Duration
@@ -118,9 +118,6 @@ func New(cfg Config, deps Deps) *Server {
 	}
 	if cfg.MaxInflightBytes == 0 {
 		cfg.MaxInflightBytes = 2 * cfg.MaxBodyBytes
-	}
-	if cfg.InflightWait == 0 {
-		cfg.InflightWait = 5 * time.Second
 	}
 	if cfg.EnrichWithin == 0 {
 		cfg.EnrichWithin = time.Second + enrich.RenderGrace
@@ -172,6 +169,10 @@ func New(cfg Config, deps Deps) *Server {
 		// proxied; whatchanged's own paths above take precedence.
 		r.HandleMethodNotAllowed = false
 		r.NoRoute(func(c *gin.Context) {
+			if ownPath(c.Request.URL.Path) { // another method on one of ours: never Alertmanager's
+				fail(c, http.StatusMethodNotAllowed, c.Request.Method+" is not allowed on "+c.Request.URL.Path)
+				return
+			}
 			if p := c.Request.URL.Path; prefix != "/" && p != prefix && !strings.HasPrefix(p, prefix+"/") {
 				fail(c, http.StatusNotFound, "no such endpoint: "+c.Request.Method+" "+c.Request.URL.Path)
 				return
@@ -184,6 +185,15 @@ func New(cfg Config, deps Deps) *Server {
 		})
 	}
 	return s
+}
+
+// ownPath: whatchanged's own endpoints, which inline mode never proxies.
+func ownPath(p string) bool {
+	switch p {
+	case "/healthz", "/readyz", "/metrics", "/webhook":
+		return true
+	}
+	return strings.HasPrefix(p, "/webhook/") || strings.HasPrefix(p, "/debug/") || strings.HasPrefix(p, "/api/v1/")
 }
 
 // Handler is the http.Handler to serve.
@@ -225,7 +235,7 @@ func (s *Server) recover(c *gin.Context) {
 
 func (s *Server) logRequests(c *gin.Context) {
 	start := time.Now()
-	c.Set(arrivalKey, start)
+	c.Set(arrivalKey, start) // admit moves it to when the request got room
 	w := &writeErrWriter{ResponseWriter: c.Writer}
 	c.Writer = w
 	c.Next()
@@ -290,9 +300,14 @@ func (s *Server) admit(c *gin.Context) {
 		weight = s.cfg.MaxBodyBytes
 	}
 	weight = min(weight, s.cfg.MaxInflightBytes)
-	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.InflightWait)
-	err := s.inflight.Acquire(ctx, weight)
-	cancel()
+	var err error
+	if s.cfg.InflightWait > 0 {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.InflightWait)
+		err = s.inflight.Acquire(ctx, weight)
+		cancel()
+	} else if !s.inflight.TryAcquire(weight) {
+		err = errors.New("full")
+	}
 	if err != nil {
 		s.deps.Metrics.shedRequest(c.FullPath())
 		s.deps.Log.Warn("busy: request shed", "path", c.Request.URL.Path, "bytes", weight,
@@ -302,6 +317,9 @@ func (s *Server) admit(c *gin.Context) {
 			byteSize(s.cfg.MaxInflightBytes)))
 		return
 	}
+	// The enrichment clock starts now: waiting for room is not the
+	// notification's budget (the write timeout counts the wait apart).
+	c.Set(arrivalKey, time.Now())
 	s.deps.Metrics.inflightBytes(weight)
 	defer func() {
 		s.inflight.Release(weight)
