@@ -3,11 +3,9 @@ package enrich
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"maps"
 	"math/rand"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -15,9 +13,8 @@ import (
 	"time"
 
 	"github.com/whatchanged/whatchanged/sources"
+	"github.com/whatchanged/whatchanged/test/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 var t0 = time.Date(2026, 11, 21, 10, 14, 0, 0, time.UTC) // the alert's startsAt
 
@@ -346,7 +343,7 @@ func TestRenderGolden(t *testing.T) {
 				t.Errorf("foreign annotation changed: %q", a.Annotations["description"])
 			}
 			got, _ := json.MarshalIndent(a.Annotations, "", "  ")
-			golden(t, filepath.Join("testdata", "render-"+tt.name+".golden"), got)
+			golden.Check(t, filepath.Join("testdata", "render-"+tt.name+".golden"), got)
 			for k, v := range a.Annotations {
 				if len(v) > e.opts.MaxAnnotationBytes {
 					t.Errorf("%s is %d bytes, over the %d limit", k, len(v), e.opts.MaxAnnotationBytes)
@@ -359,23 +356,6 @@ func TestRenderGolden(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
-
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./enrich -update to create it)", err)
-	}
-	if string(want) != string(got) {
-		t.Errorf("%s differs (go test ./enrich -update to accept):\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
-}
 
 func TestBudgetBoundsASourceThatIgnoresItsContext(t *testing.T) {
 	hang := &staticSource{name: "argocd", delay: 3 * time.Second, ignore: true}

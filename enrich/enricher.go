@@ -168,8 +168,6 @@ type Report struct {
 	Budget   string        `json:"budget"`
 	Duration string        `json:"duration"`
 	Alerts   []AlertReport `json:"alerts"`
-
-	took time.Duration
 }
 
 // AlertReport is the explanation for one alert.
@@ -252,13 +250,15 @@ func (e *Enricher) Enrich(ctx context.Context, alerts []*Alert, skip func(*Alert
 // paths: a group of tens of thousands of alerts keeps no report for each.
 // It returns how long it took.
 func (e *Enricher) Annotate(ctx context.Context, alerts []*Alert, skip func(*Alert) string) time.Duration {
-	r := e.run(ctx, alerts, skip, false)
-	return r.took
+	start := time.Now()
+	e.run(ctx, alerts, skip, false)
+	return time.Since(start)
 }
 
 // alertWork is what run keeps per alert between resolving and rendering.
 type alertWork struct {
 	skipped string
+	key     string           // subject.Key(), computed once per alert
 	subject *sources.Subject // shared by the alerts of one subject
 	window  Window
 }
@@ -303,6 +303,7 @@ func (e *Enricher) run(ctx context.Context, alerts []*Alert, skip func(*Alert) s
 		}
 		subject, resolution := e.resolver.Resolve(a.Labels)
 		key := subject.Key()
+		w.key = key
 		if s, ok := subjects[key]; ok {
 			w.subject = s
 		} else {
@@ -374,7 +375,7 @@ func (e *Enricher) run(ctx context.Context, alerts []*Alert, skip func(*Alert) s
 		}
 		st := stageOf(a.Labels, w.subject.Namespace)
 		k := memoKey{subject: w.subject, window: w.window, stage: st}
-		key := w.subject.Key()
+		key := w.key
 		m, ok := memo[k]
 		if !ok {
 			m = &memoed{}
@@ -416,5 +417,5 @@ func (e *Enricher) run(ctx context.Context, alerts []*Alert, skip func(*Alert) s
 	}
 	took := time.Since(start)
 	e.metrics.enriched(took)
-	return Report{Budget: e.opts.Budget.String(), Duration: took.Round(time.Microsecond).String(), Alerts: reports, took: took}
+	return Report{Budget: e.opts.Budget.String(), Duration: took.Round(time.Microsecond).String(), Alerts: reports}
 }

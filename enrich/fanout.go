@@ -3,7 +3,6 @@ package enrich
 import (
 	"context"
 	"errors"
-	"fmt"
 	"maps"
 	"slices"
 	"sync/atomic"
@@ -65,7 +64,7 @@ func (e *Enricher) fanOut(ctx context.Context, queries map[string]sources.Query)
 	if len(jobs) == 0 {
 		return out
 	}
-	health := e.health()
+	health := e.sourceHealth
 	results := make(chan jobResult, len(jobs)) // buffered: late answers never block
 	// A job's outcome is recorded (metrics, health) once: by the job when
 	// it ends within the budget, else by the cut-off below.
@@ -108,7 +107,7 @@ done:
 		r, ok := got[i]
 		if !ok {
 			sh := health.sources[j.entry]
-			r = SourceResult{Source: sh.name, Duration: e.opts.Budget.String(), TimedOut: true, Error: e.timeoutText(sh.entry)}
+			r = SourceResult{Source: sh.name, Duration: e.opts.Budget.String(), TimedOut: true, Error: sh.timeoutText}
 			// A source still working when the budget ended did not
 			// answer in time; one never asked (queued behind others)
 			// says nothing about its health.
@@ -147,7 +146,7 @@ func (e *Enricher) ask(ctx context.Context, sh *sourceHealth, q sources.Query) (
 		// One text however the deadline struck (the source's own, the
 		// budget, a request shared with an alert cut off earlier), so
 		// re-sends of an alert carry the same annotation.
-		res = SourceResult{Source: name, Duration: res.Duration, TimedOut: true, Error: e.timeoutText(entry)}
+		res = SourceResult{Source: name, Duration: res.Duration, TimedOut: true, Error: sh.timeoutText}
 		outcome = "timeout"
 	default:
 		if err == nil {
@@ -180,11 +179,6 @@ func (e *Enricher) record(sh *sourceHealth, q sources.Query, outcome string, too
 // the source reports (wrapping context.DeadlineExceeded).
 func isTimeout(ctx context.Context, err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded)
-}
-
-// timeoutText is the one way a timeout of a source reads.
-func (e *Enricher) timeoutText(entry SourceEntry) string {
-	return fmt.Sprintf("timeout after %s", e.deadline(entry))
 }
 
 // deadline is how long a source gets: its own timeout within the budget.

@@ -36,8 +36,11 @@ type sourceHealth struct {
 	name     string
 	entry    SourceEntry
 	deadline time.Duration // a probe's, like a query's
-	metrics  *Metrics
-	ctx      context.Context // ends the probe
+	// timeoutText is the one way a timeout of this source reads, so
+	// re-sends of an alert carry the same annotation.
+	timeoutText string
+	metrics     *Metrics
+	ctx         context.Context // ends the probe
 
 	mu       sync.Mutex
 	timeouts int    // in a row
@@ -46,16 +49,15 @@ type sourceHealth struct {
 	last     sources.Query // the last query that timed out: the probe asks it again
 }
 
-// health is e's view of its sources, made in New.
-func (e *Enricher) health() *health { return e.sourceHealth }
-
 // newHealth starts with every source up.
 func (e *Enricher) newHealth() *health {
 	ctx, stop := context.WithCancel(context.Background())
 	h := &health{stop: stop}
 	for _, entry := range e.sources {
 		name := entry.Source.Name()
-		h.sources = append(h.sources, &sourceHealth{log: e.log, name: name, entry: entry, deadline: e.deadline(entry), metrics: e.metrics, ctx: ctx})
+		d := e.deadline(entry)
+		h.sources = append(h.sources, &sourceHealth{log: e.log, name: name, entry: entry, deadline: d,
+			timeoutText: fmt.Sprintf("timeout after %s", d), metrics: e.metrics, ctx: ctx})
 		e.metrics.sourceIsUp(name, true)
 	}
 	return h
@@ -63,7 +65,7 @@ func (e *Enricher) newHealth() *health {
 
 // StopProbes stops the background probes of sources that are down (at
 // shutdown; tests). A source that is down stays down.
-func (e *Enricher) StopProbes() { e.health().stop() }
+func (e *Enricher) StopProbes() { e.sourceHealth.stop() }
 
 // down returns the text a query of a down source answers with.
 func (sh *sourceHealth) down() (string, bool) {

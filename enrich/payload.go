@@ -148,19 +148,24 @@ func splitObject(data []byte, where string) ([]field, error) {
 	return slices.Clone(out), nil
 }
 
-// knownNames are member names every alert has; interned, they are not
-// kept once per alert.
-var knownNames = map[string]string{}
-
-func init() {
-	for _, n := range []string{"status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint"} {
-		knownNames[n] = n
-	}
-}
-
+// intern returns the constant for the member names every alert has, so
+// they are not kept once per alert.
 func intern(name string) string {
-	if n, ok := knownNames[name]; ok {
-		return n
+	switch name {
+	case "status":
+		return "status"
+	case "labels":
+		return "labels"
+	case "annotations":
+		return "annotations"
+	case "startsAt":
+		return "startsAt"
+	case "endsAt":
+		return "endsAt"
+	case "generatorURL":
+		return "generatorURL"
+	case "fingerprint":
+		return "fingerprint"
 	}
 	return name
 }

@@ -42,16 +42,6 @@ const (
 // maxMessageInJSON bounds a commit message inside whatchanged_changes.
 const maxMessageInJSON = 200
 
-// render writes our annotations onto the alert: stale ones from an earlier
-// pass are removed first, others' annotations are never touched. Every value
-// depends only on the alert (startsAt), the changes and the errors, never on
-// the wall clock, so Prometheus's re-sends produce identical annotations.
-func (e *Enricher) render(a *Alert, subject sources.Subject, r ranked, errs []string) map[string]string {
-	ours := e.annotations(subject, r, errs)
-	e.apply(a, ours)
-	return ours
-}
-
 // renderOnly writes nothing of ours but an error, for an alert that goes out
 // without enrichment (the budget ran out before it).
 func (e *Enricher) renderOnly(a *Alert, msg string) map[string]string {
@@ -60,7 +50,10 @@ func (e *Enricher) renderOnly(a *Alert, msg string) map[string]string {
 	return ours
 }
 
-// annotations are ours for one subject and its ranked changes.
+// annotations are ours for one subject and its ranked changes. Every value
+// depends only on the alert's window (startsAt), the changes and the errors,
+// never on the wall clock, so Prometheus's re-sends produce identical
+// annotations.
 func (e *Enricher) annotations(subject sources.Subject, r ranked, errs []string) map[string]string {
 	p := e.opts.AnnotationPrefix
 	ours := map[string]string{}
@@ -90,8 +83,8 @@ func (e *Enricher) annotations(subject sources.Subject, r ranked, errs []string)
 	return ours
 }
 
-// apply replaces our annotations on a (ours from an earlier pass go)
-// with ours; others' annotations are never touched.
+// apply writes ours onto a: stale ones from an earlier pass are removed
+// first, others' annotations are never touched.
 func (e *Enricher) apply(a *Alert, ours map[string]string) {
 	p := e.opts.AnnotationPrefix
 	if a.Annotations == nil {

@@ -17,14 +17,6 @@ import (
 // caller allows them).
 type HTTPConfig = *commoncfg.HTTPClientConfig
 
-// httpConfigOf is c, or the defaults when the section is absent.
-func httpConfigOf(c HTTPConfig) commoncfg.HTTPClientConfig {
-	if c == nil {
-		return commoncfg.DefaultHTTPClientConfig
-	}
-	return *c
-}
-
 // checkHTTPConfig reports what would make roundTripper fail, at key (the
 // http_config section): unreadable TLS files, a bad proxy.
 func checkHTTPConfig(c HTTPConfig, key string, p problems) {
@@ -69,7 +61,11 @@ func checkHTTPConfig(c HTTPConfig, key string, p problems) {
 // roundTripper builds the transport of one outbound target. name labels it
 // (prometheus/common's connection tracing).
 func roundTripper(c HTTPConfig, name string) (http.RoundTripper, error) {
-	return commoncfg.NewRoundTripperFromConfig(httpConfigOf(c), name)
+	cfg := commoncfg.DefaultHTTPClientConfig // when the section is absent
+	if c != nil {
+		cfg = *c
+	}
+	return commoncfg.NewRoundTripperFromConfig(cfg, name)
 }
 
 // hasAuthorization says whether c sends credentials of its own.

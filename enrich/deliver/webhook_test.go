@@ -2,7 +2,6 @@ package deliver
 
 import (
 	"context"
-	commoncfg "github.com/prometheus/common/config"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	commoncfg "github.com/prometheus/common/config"
 )
 
 const secretPath = "/hooks/T000/B000/s3cr3t-t0ken"

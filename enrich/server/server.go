@@ -235,7 +235,6 @@ func (s *Server) recover(c *gin.Context) {
 
 func (s *Server) logRequests(c *gin.Context) {
 	start := time.Now()
-	c.Set(arrivalKey, start) // admit moves it to when the request got room
 	w := &writeErrWriter{ResponseWriter: c.Writer}
 	c.Writer = w
 	c.Next()
@@ -280,8 +279,8 @@ func (w *writeErrWriter) WriteString(str string) (int, error) {
 const arrivalKey = "whatchanged.arrival"
 
 // enrichContext is the request's context with the enrichment deadline:
-// EnrichWithin after the request arrived, so reading and decoding the body
-// count against it. Delivery uses the request's own context.
+// EnrichWithin after admit let the request in, so reading and decoding the
+// body count against it. Delivery uses the request's own context.
 func (s *Server) enrichContext(c *gin.Context) (context.Context, context.CancelFunc) {
 	arrival := time.Now()
 	if v, ok := c.Get(arrivalKey); ok {

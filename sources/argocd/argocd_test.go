@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	commoncfg "github.com/prometheus/common/config"
 	"io"
 	"log"
 	"log/slog"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	commoncfg "github.com/prometheus/common/config"
 
 	"github.com/whatchanged/whatchanged/enrich"
 	"github.com/whatchanged/whatchanged/sources"

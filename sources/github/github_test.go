@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	commoncfg "github.com/prometheus/common/config"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	commoncfg "github.com/prometheus/common/config"
 
 	"github.com/whatchanged/whatchanged/sources"
 	"github.com/whatchanged/whatchanged/sources/sourcetest"

@@ -6,7 +6,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
-	"flag"
 	"fmt"
 	"maps"
 	"os"
@@ -21,9 +20,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
-)
 
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+	"github.com/whatchanged/whatchanged/test/golden"
+)
 
 const (
 	secretsDir = "/etc/whatchanged/secrets/"
@@ -208,19 +207,7 @@ func TestRenderedConfigPassesConfigCheck(t *testing.T) {
 // config no longer has must not come back.
 func TestRenderedConfigShape(t *testing.T) {
 	cfg := renderedConfig(t, "-f", fullValues)
-	golden := "testdata/whatchanged.yaml.golden"
-	if *update {
-		if err := os.WriteFile(golden, []byte(cfg), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if cfg != string(want) {
-		t.Errorf("rendered config differs from %s (rerun with -update if intended):\n%s", golden, cfg)
-	}
+	golden.Check(t, "testdata/whatchanged.yaml.golden", []byte(cfg))
 	var parsed map[string]any
 	if err := yaml.Unmarshal([]byte(cfg), &parsed); err != nil {
 		t.Fatal(err)

@@ -32,9 +32,8 @@ import (
 	"github.com/whatchanged/whatchanged/sources/argocd"
 	"github.com/whatchanged/whatchanged/sources/changes"
 	"github.com/whatchanged/whatchanged/sources/store"
+	"github.com/whatchanged/whatchanged/test/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const (
 	examples     = "../../examples/alertmanager"
@@ -375,7 +374,7 @@ func TestTemplatesRender(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			data := c.payload(t)
-			golden(t, filepath.Join("testdata", c.name+".data.golden"), data)
+			golden.Check(t, filepath.Join("testdata", c.name+".data.golden"), data)
 			dataFile := filepath.Join(t.TempDir(), "data.json")
 			if err := os.WriteFile(dataFile, data, 0o644); err != nil {
 				t.Fatal(err)
@@ -418,7 +417,7 @@ func TestTemplatesRender(t *testing.T) {
 				}
 				fmt.Fprintf(&out, "=== alertmanager.yml %s ===\n%s\n", f.path, got[f.path])
 			}
-			golden(t, filepath.Join("testdata", c.name+".golden"), []byte(out.String()))
+			golden.Check(t, filepath.Join("testdata", c.name+".golden"), []byte(out.String()))
 
 			for key, s := range got {
 				checkShape(t, c, key, s)
@@ -498,22 +497,5 @@ func TestExampleConfigChecks(t *testing.T) {
 		if !slices.ContainsFunc(configFields(t), func(f configField) bool { return strings.Contains(f.path, "."+integration+"[") }) {
 			t.Errorf("alertmanager.yml has no templated %s receiver", integration)
 		}
-	}
-}
-
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./test/templates -update to create it)", err)
-	}
-	if !bytes.Equal(want, got) {
-		t.Errorf("%s differs (go test ./test/templates -update to accept):\n--- got\n%s\n--- want\n%s", path, got, want)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,9 +20,8 @@ import (
 
 	"github.com/whatchanged/whatchanged/enrich/deliver"
 	"github.com/whatchanged/whatchanged/sources/store"
+	"github.com/whatchanged/whatchanged/test/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 var t0 = time.Date(2026, 11, 21, 10, 14, 0, 0, time.UTC)
 
@@ -106,18 +104,7 @@ func TestBlocksGolden(t *testing.T) {
 			if n := strings.Count(string(got), `"type": "section"`) + strings.Count(string(got), `"type": "context"`); n > 50 {
 				t.Errorf("%d blocks, over Slack's 50", n)
 			}
-			path := filepath.Join("testdata", name+".golden")
-			if *update {
-				_ = os.WriteFile(path, got, 0o644)
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (go test ./enrich/deliver/slack -update)", err)
-			}
-			if string(got) != string(want) {
-				t.Errorf("%s differs (-update to accept):\n%s", path, got)
-			}
+			golden.Check(t, filepath.Join("testdata", name+".golden"), got)
 		})
 	}
 }
