@@ -199,3 +199,99 @@ func TestAppOnlyAlertKeepsToItsStage(t *testing.T) {
 		t.Errorf("ranking %+v: want both copies", rep.Ranking)
 	}
 }
+
+// Changes that ship no image: a ConfigMap edit, a Helm upgrade, a Flux sync.
+
+func newConfigEdit(s sources.Subject, name string, at time.Time, detail string, keys ...string) sources.Change {
+	return sources.Change{Source: "kubernetes", Kind: sources.KindConfig, ID: "ConfigMap/" + s.Namespace + "/" + name + "@" + at.Format(time.RFC3339),
+		Subject: s, StartedAt: at, Status: sources.StatusSucceeded, Detail: detail,
+		Objects: []sources.Object{{Kind: "ConfigMap", Namespace: s.Namespace, Name: name, Keys: keys}}}
+}
+
+func TestConfigEditWithoutRolloutIsTheSuspect(t *testing.T) {
+	edit := newConfigEdit(api, "pricing-config", t0.Add(-4*time.Minute), "mounted by shop/api; updated in the pods in place (no restart)", "rates.yaml")
+	old := rollout(api, "7", "ghcr.io/acme/api:1.8.2", t0.Add(-3*24*time.Hour))
+	a := alert(map[string]string{"namespace": "shop", "deployment": "api"})
+	rep := enrichWith(t, t0, a, edit, old)
+	want := `ConfigMap pricing-config edited (keys: rates.yaml) 4m before the alert started; mounted by shop/api; updated in the pods in place (no restart) [kubernetes]`
+	if got := a.Annotations["whatchanged_suspect"]; got != want {
+		t.Errorf("suspect\n got %s\nwant %s", got, want)
+	}
+	if rep.Suspect == nil || len(rep.Suspect.Objects) != 1 || rep.Suspect.Objects[0].Keys[0] != "rates.yaml" {
+		t.Errorf("suspect %+v", rep.Suspect)
+	}
+}
+
+func TestConfigEditAndTheRestartThatCarriedItAreOneLine(t *testing.T) {
+	edit := newConfigEdit(api, "api-env", t0.Add(-9*time.Minute), "read as env by shop/api; rolled out since as rev 8", "DB_POOL")
+	restart := rollout(api, "8", "ghcr.io/acme/api:1.8.2", t0.Add(-7*time.Minute))
+	restart.Images[0].From, restart.PreviousRevision = "ghcr.io/acme/api:1.8.2", "7"
+	a := alert(map[string]string{"namespace": "shop", "deployment": "api"})
+	rep := enrichWith(t, t0, a, edit, restart)
+	if len(rep.Ranking) != 1 {
+		t.Fatalf("one change, %d lines: %v", len(rep.Ranking), a.Annotations["whatchanged_summary"])
+	}
+	want := `ConfigMap api-env edited (keys: DB_POOL), rolled out as shop/api rev 8 (ghcr.io/acme/api:1.8.2), 9m before the alert started [kubernetes]`
+	if got := a.Annotations["whatchanged_suspect"]; got != want {
+		t.Errorf("suspect\n got %s\nwant %s", got, want)
+	}
+	// An edit long before a rollout is not what the rollout carried.
+	a = alert(map[string]string{"namespace": "shop", "deployment": "api"})
+	edit.StartedAt = t0.Add(-3 * time.Hour)
+	if rep = enrichWith(t, t0, a, edit, restart); len(rep.Ranking) != 2 {
+		t.Errorf("an edit 3h before a restart folded into it: %v", a.Annotations["whatchanged_summary"])
+	}
+}
+
+func TestHelmUpgradeMergesWithItsRolloutAndConfigEdit(t *testing.T) {
+	orders := sources.Subject{Namespace: "orders", Kind: "Deployment", Name: "orders-api", App: "orders"}
+	upgrade := sources.Change{Source: "kubernetes", Kind: sources.KindHelm, ID: "helm/orders/orders@5", Subject: sources.Subject{Namespace: "orders", App: "orders"},
+		Revision: "5", PreviousRevision: "4", Version: "3.2.0", PreviousVersion: "3.1.4", Chart: "orders-3.2.1", Message: "Upgrade complete",
+		StartedAt: t0.Add(-35 * time.Minute), FinishedAt: t0.Add(-34 * time.Minute), Status: sources.StatusSucceeded}
+	roll := rollout(orders, "18", "ghcr.io/acme/orders-api:3.2.0", t0.Add(-35*time.Minute+10*time.Second))
+	roll.Images[0].From, roll.PreviousRevision = "ghcr.io/acme/orders-api:3.1.4", "17"
+	edit := newConfigEdit(orders, "orders-config", t0.Add(-35*time.Minute+2*time.Second), "mounted by orders/orders-api; rolled out since as rev 18", "application.yaml")
+	a := alert(map[string]string{"namespace": "orders", "deployment": "orders-api"})
+	rep := enrichWith(t, t0, a, upgrade, roll, edit)
+	if len(rep.Ranking) != 1 {
+		t.Fatalf("one helm upgrade, %d lines: %v", len(rep.Ranking), a.Annotations["whatchanged_summary"])
+	}
+	want := `helm upgrade of orders rev 5 (orders-3.2.1, app 3.2.0 (was 3.1.4)): "Upgrade complete", changed ConfigMap orders-config edited (keys: application.yaml), rolled out as orders/orders-api rev 18 (ghcr.io/acme/orders-api:3.2.0), 35m before the alert started [kubernetes]`
+	if got := a.Annotations["whatchanged_suspect"]; got != want {
+		t.Errorf("suspect\n got %s\nwant %s", got, want)
+	}
+	// A values-only upgrade: no new image, the template's checksum rolled
+	// the pods; the upgrade's window holds the rollout and the edit.
+	upgrade.Version, upgrade.PreviousVersion, upgrade.Chart = "3.1.4", "", "orders-3.1.5"
+	roll.Images[0].To = roll.Images[0].From
+	a = alert(map[string]string{"namespace": "orders", "deployment": "orders-api"})
+	if rep = enrichWith(t, t0, a, upgrade, roll, edit); len(rep.Ranking) != 1 || rep.Suspect.Kind != sources.KindHelm || len(rep.Suspect.Objects) != 1 {
+		t.Errorf("values-only upgrade: %v", a.Annotations["whatchanged_summary"])
+	}
+	// Without a rollout (the ConfigMap is mounted, the template did not
+	// change): the upgrade and its edit are still one line.
+	a = alert(map[string]string{"namespace": "orders", "deployment": "orders-api"})
+	if rep = enrichWith(t, t0, a, upgrade, edit); len(rep.Ranking) != 1 || !strings.Contains(a.Annotations["whatchanged_suspect"], "changed ConfigMap orders-config") {
+		t.Errorf("upgrade without rollout: %v", a.Annotations["whatchanged_summary"])
+	}
+}
+
+func TestFluxSyncMergesWithItsRollout(t *testing.T) {
+	sync := sources.Change{Source: "flux", Kind: sources.KindSync, ID: "flux/Kustomization/flux-system/apps@main@sha1:" + sha, Subject: api,
+		Revision: sha, PreviousRevision: "1111111111111111111111111111111111111111", Version: "main",
+		StartedAt: t0.Add(-12 * time.Minute), FinishedAt: t0.Add(-11 * time.Minute), Status: sources.StatusSucceeded,
+		DeployedBy: "flux Kustomization flux-system/apps", CompareURL: "https://github.com/acme/api/compare/1111111111111111111111111111111111111111..." + sha}
+	roll := rollout(api, "9", "ghcr.io/acme/api:"+sha[:7], t0.Add(-11*time.Minute))
+	a := alert(map[string]string{"namespace": "shop", "deployment": "api"})
+	rep := enrichWith(t, t0, a, sync, roll)
+	if len(rep.Ranking) != 1 {
+		t.Fatalf("one sync, %d lines: %v", len(rep.Ranking), a.Annotations["whatchanged_summary"])
+	}
+	want := `flux sync of shop-api 9f1c2e7 deployed by flux Kustomization flux-system/apps, rolled out as shop/api rev 9 (ghcr.io/acme/api:9f1c2e7), 12m before the alert started [flux, kubernetes]`
+	if got := a.Annotations["whatchanged_suspect"]; got != want {
+		t.Errorf("suspect\n got %s\nwant %s", got, want)
+	}
+	if a.Annotations["whatchanged_compare_url"] != sync.CompareURL {
+		t.Errorf("compare link %q", a.Annotations["whatchanged_compare_url"])
+	}
+}

@@ -179,8 +179,19 @@ func tokensOf(c *sources.Change) []token {
 	for v := range strings.SplitSeq(c.Version, ",") {
 		out = append(out, versionTokens(v)...)
 	}
-	return out
+	return append(out, versionTokens(c.Chart)...)
 }
+
+// configEdit: a ConfigMap or Secret a workload uses, changed in the
+// cluster. It is part of the deploy that rolled the workload (a Helm
+// upgrade, a sync, `kubectl edit` then `rollout restart`), not a deploy.
+func configEdit(c *sources.Change) bool {
+	return c.Kind == sources.KindConfig && len(c.Objects) > 0 && c.Subject.Name != ""
+}
+
+// configLead: a config edit starts a deploy that rolls the workload this
+// long after at most (a restart is run by hand once the edit is in).
+const configLead = 10 * time.Minute
 
 // imageTokens names an image by its tag: "ghcr.io/acme/api:v1.4.0" is
 // 1.4.0, "…:main-5f2c1e9" is main-5f2c1e9 and the SHA 5f2c1e9. No tag (or
@@ -351,12 +362,12 @@ func merge(changes []sources.Change, st stage) []sources.Change {
 		// revision (a sidecar bump's CI event) is not also another deploy's
 		// that happened to be running. (A sync's window stands: the sync
 		// of a GitOps bump is how a release's rollout happened.)
-		if p.strength > 0 {
+		if p.strength > 0 && (obs[p.i].effect || obs[p.j].effect) {
 			cause, effect := p.i, p.j
 			if obs[cause].effect {
 				cause, effect = effect, cause
 			}
-			if obs[cause].ch.Kind != sources.KindSync && hasCause(obs, members[group[effect]]) {
+			if obs[cause].ch.Kind != sources.KindSync && !configEdit(obs[cause].ch) && hasCause(obs, members[group[effect]]) {
 				continue
 			}
 		}
@@ -419,13 +430,19 @@ func candidatePairs(obs []observation) []pair {
 		switch {
 		case o.effect:
 			effects = append(effects, i)
-		case o.ch.Kind == sources.KindSync || o.ch.Kind == sources.KindDeploy || o.ch.Kind == sources.KindGitHubDeployment:
+		case o.ch.Kind == sources.KindSync || o.ch.Kind == sources.KindDeploy || o.ch.Kind == sources.KindGitHubDeployment ||
+			o.ch.Kind == sources.KindHelm || configEdit(o.ch):
 			windowed = append(windowed, i)
 		}
 	}
 	for _, s := range windowed {
 		for _, e := range effects {
 			try(s, e)
+		}
+		if configEdit(obs[s].ch) { // and the deploys that carried the edit
+			for _, d := range windowed {
+				try(s, d)
+			}
 		}
 	}
 	return pairs
@@ -441,6 +458,9 @@ func fold(a, b *observation) (pair, bool) {
 		cause, effect = b, a
 	}
 	if !effect.effect { // two causes
+		if configEdit(a.ch) != configEdit(b.ch) {
+			return carried(a.ch, b.ch)
+		}
 		shared, shaOnly := sameRevision(a, b)
 		gap := a.ch.StartedAt.Sub(b.ch.StartedAt).Abs()
 		if !shared || gap > mergeWindow {
@@ -472,18 +492,42 @@ func fold(a, b *observation) (pair, bool) {
 	if lead < -windowGrace {
 		return pair{}, false
 	}
-	switch c.Kind {
-	case sources.KindSync:
+	switch {
+	case configEdit(c):
+		if lead <= configLead {
+			return pair{strength: 1, gap: lead.Abs()}, true
+		}
+	case c.Kind == sources.KindSync || c.Kind == sources.KindHelm:
 		if c.Subject.App != "" && effect.ch.Subject.HasApp(c.Subject.App) &&
 			((!c.FinishedAt.IsZero() && !effect.ch.StartedAt.After(c.FinishedAt.Add(windowGrace))) || (c.FinishedAt.IsZero() && lead <= mergeWindow)) {
 			return pair{strength: 1, gap: lead.Abs()}, true
 		}
-	case sources.KindDeploy, sources.KindGitHubDeployment:
+	case c.Kind == sources.KindDeploy || c.Kind == sources.KindGitHubDeployment:
 		if !c.FinishedAt.IsZero() && lead <= mergeWindow && !effect.ch.StartedAt.After(c.FinishedAt.Add(windowGrace)) {
 			return pair{strength: 1, gap: lead.Abs()}, true
 		}
 	}
 	return pair{}, false
+}
+
+// carried: a config edit made by a deploy (a Helm upgrade or sync that
+// changed the ConfigMap and no template) happened inside its start–finish.
+func carried(a, b *sources.Change) (pair, bool) {
+	edit, deploy := a, b
+	if configEdit(b) {
+		edit, deploy = b, a
+	}
+	if deploy.Kind == sources.KindRelease || !about(deploy, edit) {
+		return pair{}, false
+	}
+	finish := deploy.FinishedAt
+	if finish.IsZero() {
+		finish = deploy.StartedAt
+	}
+	if edit.StartedAt.Before(deploy.StartedAt.Add(-windowGrace)) || edit.StartedAt.After(finish.Add(windowGrace)) {
+		return pair{}, false
+	}
+	return pair{strength: 1, gap: edit.StartedAt.Sub(deploy.StartedAt).Abs()}, true
 }
 
 func hasCause(obs []observation, idx []int) bool {
@@ -512,7 +556,7 @@ func compatible(obs []observation, a, b []int) bool {
 
 // causeOrder picks which cause a merged deploy is named after: the one
 // closest to the deploy itself.
-var causeOrder = map[string]int{sources.KindSync: 0, sources.KindDeploy: 1, sources.KindGitHubDeployment: 2, sources.KindRelease: 3}
+var causeOrder = map[string]int{sources.KindSync: 0, sources.KindDeploy: 1, sources.KindHelm: 2, sources.KindGitHubDeployment: 3, sources.KindRelease: 4}
 
 var statusRank = map[string]int{sources.StatusFailed: 3, sources.StatusInProgress: 2, sources.StatusSucceeded: 1}
 
@@ -550,7 +594,22 @@ func combine(obs []observation, idx []int) sources.Change {
 	} else {
 		out = *effects[0]
 	}
-	out.Links, out.Sources, out.Rollouts = nil, nil, nil
+	out.Links, out.Sources, out.Rollouts, out.Objects = nil, nil, nil, nil
+	// The config objects the deploy changed; how a lone edit reached the
+	// pods only when no rollout says it.
+	for _, i := range idx {
+		for _, o := range obs[i].ch.Objects {
+			if !slices.ContainsFunc(out.Objects, func(x sources.Object) bool {
+				return x.Kind == o.Kind && x.Namespace == o.Namespace && x.Name == o.Name
+			}) {
+				out.Objects = append(out.Objects, o)
+			}
+		}
+		fill(&out.Detail, obs[i].ch.Detail)
+	}
+	if len(effects) > 0 {
+		out.Detail = ""
+	}
 	for _, c := range causes {
 		if c.Kind == sources.KindRelease {
 			out.Version = c.Version // the release's tag is what people call it

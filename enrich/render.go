@@ -130,14 +130,42 @@ func summary(subject sources.Subject, shown []sources.Change, more int, lookback
 func describe(ch sources.Change) string {
 	var b strings.Builder
 	bare := (ch.Kind == sources.KindRollout || ch.Kind == sources.KindRollback) && len(ch.Rollouts) == 0
+	edit := ch.Kind == sources.KindConfig && len(ch.Objects) > 0
 	switch ch.Kind {
 	case sources.KindSync, sources.KindRelease, sources.KindGitHubDeployment:
-		b.WriteString(ch.Source + " " + ch.Kind)
+		b.WriteString(ch.Source + " " + ch.Kind + " of ")
+	case sources.KindHelm:
+		b.WriteString(helmAction(ch) + " of ")
+	case sources.KindConfig:
+		if !edit {
+			b.WriteString(ch.Kind + " of ")
+		}
 	default:
-		b.WriteString(ch.Kind)
+		b.WriteString(ch.Kind + " of ")
 	}
-	b.WriteString(" of ")
-	if bare {
+	switch {
+	case edit:
+		b.WriteString(objects(ch.Objects))
+	case ch.Kind == sources.KindHelm:
+		b.WriteString(ch.Subject.App)
+		if ch.Revision != "" {
+			b.WriteString(" rev " + ch.Revision)
+		}
+		var parts []string
+		if ch.Chart != "" {
+			parts = append(parts, ch.Chart)
+		}
+		if ch.Version != "" {
+			v := "app " + ch.Version
+			if ch.PreviousVersion != "" {
+				v += " (was " + ch.PreviousVersion + ")"
+			}
+			parts = append(parts, v)
+		}
+		if len(parts) > 0 {
+			b.WriteString(" (" + strings.Join(parts, ", ") + ")")
+		}
+	case bare:
 		b.WriteString(ch.Subject.Short())
 		if ch.Revision != "" {
 			b.WriteString(" rev " + ch.Revision)
@@ -148,7 +176,7 @@ func describe(ch sources.Change) string {
 		case ch.Version != "":
 			b.WriteString(" " + ch.Version)
 		}
-	} else {
+	default:
 		b.WriteString(what(ch))
 		if v := versionOf(ch); v != "" {
 			b.WriteString(" " + v)
@@ -172,6 +200,9 @@ func describe(ch sources.Change) string {
 	if msg := firstLine(ch.Message); msg != "" {
 		fmt.Fprintf(&b, ": %q", sources.Truncate(msg, 80))
 	}
+	if !edit && len(ch.Objects) > 0 {
+		b.WriteString(", changed " + objects(ch.Objects))
+	}
 	for i, r := range ch.Rollouts {
 		if i == 0 {
 			b.WriteString(", ")
@@ -191,8 +222,15 @@ func describe(ch sources.Change) string {
 			b.WriteString(" (" + imgs + ")")
 		}
 	}
-	b.WriteString(", ")
+	if edit && len(ch.Rollouts) == 0 {
+		b.WriteString(" ") // "ConfigMap x edited 4m before the alert started"
+	} else {
+		b.WriteString(", ")
+	}
 	b.WriteString(when(ch.BeforeStart))
+	if ch.Detail != "" {
+		b.WriteString("; " + ch.Detail)
+	}
 	switch ch.Status {
 	case sources.StatusFailed:
 		b.WriteString(" (failed)")
@@ -210,6 +248,36 @@ func describe(ch sources.Change) string {
 // what a deploy is of: a sync's app; a deploy that names its workload and
 // rolled out nothing else, that workload; else its app, repository or
 // workload.
+// helmAction names what a Helm release revision was.
+func helmAction(ch sources.Change) string {
+	switch {
+	case strings.HasPrefix(ch.Message, "Rollback"):
+		return "helm rollback"
+	case ch.Revision == "1" || strings.HasPrefix(ch.Message, "Install"):
+		return "helm install"
+	}
+	return "helm upgrade"
+}
+
+// objects tells changed config objects by kind, name and the keys that
+// changed (never their values): "ConfigMap pricing-config edited (keys:
+// rates.yaml)".
+func objects(objs []sources.Object) string {
+	parts := make([]string, 0, len(objs))
+	for _, o := range objs {
+		verb := "edited"
+		if o.Created {
+			verb = "created"
+		}
+		p := o.Kind + " " + o.Name + " " + verb
+		if len(o.Keys) > 0 {
+			p += " (keys: " + strings.Join(o.Keys, ", ") + ")"
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, " and ")
+}
+
 func what(ch sources.Change) string {
 	switch {
 	case ch.Kind == sources.KindSync && ch.Subject.App != "":

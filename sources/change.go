@@ -13,6 +13,7 @@ const (
 	KindSync             = "sync"       // an Argo CD sync
 	KindRelease          = "release"    // a GitHub release
 	KindGitHubDeployment = "deployment" // a GitHub deployment
+	KindHelm             = "helm"       // a Helm release revision (install, upgrade, rollback) read from the cluster
 	KindDeploy           = "deploy"     // a deploy pushed by CI
 	KindConfig           = "config"
 	KindFlag             = "flag"
@@ -39,6 +40,8 @@ type Change struct {
 	PreviousRevision string  `json:"previousRevision,omitempty"`
 	Version          string  `json:"version,omitempty"`
 	PreviousVersion  string  `json:"previousVersion,omitempty"`
+	// Chart is the Helm chart a release installed, "name-version".
+	Chart string `json:"chart,omitempty"`
 	// Images lists, per container, the image before and after a rollout.
 	Images     []ImageChange `json:"images,omitempty"`
 	StartedAt  time.Time     `json:"startedAt"`
@@ -66,6 +69,13 @@ type Change struct {
 	// it (a sync, release or CI deploy and the ReplicaSets it produced are
 	// one deploy); the alerting workload's comes first.
 	Rollouts []Rollout `json:"rollouts,omitempty"`
+	// Objects are what changed when it is not the workload's template: the
+	// ConfigMap or Secret a workload uses (a config change), and, merged
+	// into a deploy, the config objects that deploy changed.
+	Objects []Object `json:"objects,omitempty"`
+	// Detail says how a change reached the workload: "mounted by pricing;
+	// not rolled out (pods older than the edit)".
+	Detail string `json:"detail,omitempty"`
 
 	Relation    Relation `json:"relation,omitempty"`
 	Score       float64  `json:"score,omitempty"`
@@ -86,6 +96,18 @@ type Rollout struct {
 	Images           []ImageChange `json:"images,omitempty"`
 	Status           string        `json:"status,omitempty"`
 	Rollback         bool          `json:"rollback,omitempty"`
+}
+
+// Object is a changed object that is not a workload. Keys names the data
+// keys that changed, never their values (a Secret's values, digests and
+// sizes never leave the process).
+type Object struct {
+	Kind      string   `json:"kind"`
+	Namespace string   `json:"namespace,omitempty"`
+	Name      string   `json:"name"`
+	Keys      []string `json:"keys,omitempty"`
+	// Created: the object is new, not edited.
+	Created bool `json:"created,omitempty"`
 }
 
 // ImageChange is one container's image before and after a change; From is
@@ -123,4 +145,18 @@ func IsSHA(s string) bool {
 		}
 	}
 	return true
+}
+
+// CompareURL links previous → current revision on GitHub or GitLab (https
+// or ssh repo URL forms); other hosts get none.
+func CompareURL(repoURL, prev, cur string) string {
+	repo := NormalizeRepo(repoURL)
+	host, _, _ := strings.Cut(repo, "/")
+	switch {
+	case strings.Contains(host, "gitlab"):
+		return "https://" + repo + "/-/compare/" + prev + "..." + cur
+	case strings.Contains(host, "github"):
+		return "https://" + repo + "/compare/" + prev + "..." + cur
+	}
+	return ""
 }

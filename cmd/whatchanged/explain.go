@@ -189,8 +189,17 @@ func printReport(w io.Writer, r enrich.Report) {
 // and which sources saw it.
 func rankingLine(c sources.Change) string {
 	line := fmt.Sprintf("%s of %s %s, %s before start", c.Kind, c.Subject.Short(), cmp.Or(c.Version, "revision "+c.Revision), c.BeforeStart)
+	for _, o := range c.Objects {
+		line += fmt.Sprintf("; %s %s/%s", o.Kind, o.Namespace, o.Name)
+		if len(o.Keys) > 0 {
+			line += " keys " + strings.Join(o.Keys, ",")
+		}
+	}
 	for _, r := range c.Rollouts {
 		line += fmt.Sprintf("; rolled out %s/%s rev %s", r.Namespace, r.Name, r.Revision)
+	}
+	if c.Detail != "" {
+		line += "; " + c.Detail
 	}
 	var notes []string
 	if c.Role != "" {

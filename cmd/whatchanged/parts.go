@@ -35,11 +35,12 @@ type SourcesConfig struct {
 	Kubernetes KubernetesSourceConfig `yaml:"kubernetes"`
 	GitHub     GitHubSourceConfig     `yaml:"github"`
 	ArgoCD     ArgoCDSourceConfig     `yaml:"argocd"`
+	Grafana    GrafanaSourceConfig    `yaml:"grafana"`
 }
 
 // parts lists the sources in the order subject resolvers are asked in.
 func (s *SourcesConfig) parts() []part {
-	return []part{&s.Changes, &s.Kubernetes, &s.GitHub, &s.ArgoCD}
+	return []part{&s.Changes, &s.Kubernetes, &s.GitHub, &s.ArgoCD, &s.Grafana}
 }
 
 // outputs are where enriched notifications and alerts go.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -143,6 +144,42 @@ func (s *Server) debugEnrich(c *gin.Context) {
 // recordChange stores one change pushed by CI: 201 when new, 200 when the
 // same id was recorded before.
 func (s *Server) recordChange(c *gin.Context) {
+	s.record(c, func(body []byte) (changes.Event, error) { return changes.DecodeEvent(bytes.NewReader(body)) })
+}
+
+// recordFrom stores one change posted in a sender's own format (Flux,
+// LaunchDarkly, …): the same answers as recordChange, and 202 for an
+// event that is no change, so the sender does not retry it.
+func (s *Server) recordFrom(c *gin.Context) {
+	format := c.Param("format")
+	if !slices.Contains(changes.Formats, format) {
+		fail(c, http.StatusNotFound, fmt.Sprintf("no sender format %q; known: %s (or POST /api/v1/changes for the native format)",
+			format, strings.Join(changes.Formats, ", ")))
+		return
+	}
+	s.record(c, func(body []byte) (changes.Event, error) {
+		if s.deps.Changes.Signed(format) {
+			sig := c.GetHeader(changes.SignatureHeader(format))
+			if err := s.deps.Changes.VerifySignature(format, body, sig); err != nil {
+				return changes.Event{}, err
+			}
+		}
+		return changes.DecodeFrom(format, body, c.Request.URL.Query())
+	})
+}
+
+// authenticateSender: a sender whose signing secret is configured proves
+// itself by its signature, checked once the body is read; any other
+// needs the inbound credentials like the rest of /api/v1.
+func (s *Server) authenticateSender(c *gin.Context) {
+	if s.deps.Changes != nil && s.deps.Changes.Signed(c.Param("format")) {
+		return
+	}
+	s.authenticate(c)
+}
+
+// record is the one path of a pushed change: read, decode, store, answer.
+func (s *Server) record(c *gin.Context, decode func([]byte) (changes.Event, error)) {
 	if s.deps.Changes == nil {
 		fail(c, http.StatusNotFound, "the pushed-changes source is not enabled (sources.changes in the config)")
 		return
@@ -151,7 +188,7 @@ func (s *Server) recordChange(c *gin.Context) {
 	if !ok {
 		return
 	}
-	ev, err := changes.DecodeEvent(bytes.NewReader(body))
+	ev, err := decode(body)
 	if err == nil {
 		var ch any
 		var created bool
@@ -166,12 +203,17 @@ func (s *Server) recordChange(c *gin.Context) {
 		}
 	}
 	var fe *changes.FieldError
-	if errors.As(err, &fe) {
+	switch {
+	case errors.As(err, &fe):
 		c.AbortWithStatusJSON(http.StatusBadRequest, errorBody{Error: fe.Error(), Field: fe.Field})
-		return
+	case errors.Is(err, changes.ErrNotAChange):
+		s.answer(c, http.StatusAccepted, gin.H{"created": false, "ignored": err.Error()})
+	case errors.Is(err, changes.ErrBadSignature):
+		fail(c, http.StatusUnauthorized, err.Error())
+	default:
+		s.deps.Log.Error("record pushed change", "path", c.Request.URL.Path, "err", err)
+		fail(c, http.StatusInternalServerError, "could not store the change; try again")
 	}
-	s.deps.Log.Error("record pushed change", "err", err)
-	fail(c, http.StatusInternalServerError, "could not store the change; try again")
 }
 
 func (s *Server) listChanges(c *gin.Context) {

@@ -90,7 +90,8 @@ type Deps struct {
 	Targets map[string]deliver.Target
 	// Keeper, when set, backs GET /debug/notifications.
 	Keeper *deliver.Keeper
-	// Changes, when set, serves POST /api/v1/changes and GET /debug/changes.
+	// Changes, when set, serves POST /api/v1/changes (and /changes/:format)
+	// and GET /debug/changes.
 	Changes *changes.Source
 	// Alertmanagers, when set, turns on the inline mode: POST
 	// {prefix}/api/v2/alerts is enriched and forwarded, every other unknown
@@ -153,6 +154,9 @@ func New(cfg Config, deps Deps) *Server {
 
 	api := r.Group("/api/v1", s.authenticate)
 	api.POST("/changes", s.admit, s.recordChange)
+	// Senders posting their own format; outside the group, as a signing
+	// sender (LaunchDarkly) has no bearer token to send.
+	r.POST("/api/v1/changes/:format", s.authenticateSender, s.admit, s.recordFrom)
 
 	debug := r.Group("/debug", s.authenticate, s.debugAllowed)
 	debug.POST("/enrich", s.admit, s.debugEnrich)

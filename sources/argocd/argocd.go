@@ -449,7 +449,7 @@ func (s *Source) changesOf(ctx context.Context, a *application, q sources.Query,
 		// author, message and compare link. A Helm repository has none.
 		if idx := changedGitSource(srcs, revs, prev); idx >= 0 {
 			if idx < len(prev) && prev[idx] != revs[idx] {
-				c.CompareURL = compareURL(srcs[idx].RepoURL, prev[idx], revs[idx])
+				c.CompareURL = sources.CompareURL(srcs[idx].RepoURL, prev[idx], revs[idx])
 			}
 			// The newest syncs (prefetched by the poll) and those in the
 			// look-back are asked about; older ones use what is cached, so
@@ -500,7 +500,7 @@ func (s *Source) changesOf(ctx context.Context, a *application, q sources.Query,
 		}
 		if idx := changedGitSource(srcs, revs, last); idx >= 0 {
 			if idx < len(last) && last[idx] != revs[idx] {
-				c.CompareURL = compareURL(srcs[idx].RepoURL, last[idx], revs[idx])
+				c.CompareURL = sources.CompareURL(srcs[idx].RepoURL, last[idx], revs[idx])
 			}
 			if md, ok := s.revisionMetadata(ctx, a, revs[idx], idx, len(srcs) > 1, fetch); ok {
 				c.Author = authorName(md.Author)
@@ -742,20 +742,6 @@ func (s *Source) appLink(a *application) string {
 		return ""
 	}
 	return strings.TrimSuffix(s.cfg.UIURL, "/") + "/applications/" + url.PathEscape(a.Metadata.Namespace) + "/" + url.PathEscape(a.Metadata.Name)
-}
-
-// compareURL links previous → current revision on GitHub or GitLab (https
-// or ssh repo URL forms); other hosts get none.
-func compareURL(repoURL, prev, cur string) string {
-	repo := sources.NormalizeRepo(repoURL)
-	host, _, _ := strings.Cut(repo, "/")
-	switch {
-	case strings.Contains(host, "gitlab"):
-		return "https://" + repo + "/-/compare/" + prev + "..." + cur
-	case strings.Contains(host, "github"):
-		return "https://" + repo + "/compare/" + prev + "..." + cur
-	}
-	return ""
 }
 
 // describeSource is what a sync shipped, named by the source that moved

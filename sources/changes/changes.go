@@ -28,6 +28,11 @@ type Config struct {
 	MaxEvents int `yaml:"max_events"`
 	// Timeout is this source's deadline per query (within the total budget).
 	Timeout time.Duration `yaml:"timeout"`
+	// SigningSecretFiles: per signing sender (launchdarkly, flagsmith), a
+	// file holding the secret its webhooks are signed with. Such a sender
+	// cannot send a bearer token; with its secret set, its requests to
+	// POST /api/v1/changes/<format> are checked by signature instead.
+	SigningSecretFiles map[string]string `yaml:"signing_secret_files,omitempty"`
 }
 
 // Defaults fills unset fields.
@@ -52,6 +57,14 @@ func (c Config) Validate() map[string]string {
 	}
 	if c.Timeout < 0 {
 		errs["timeout"] = "must not be negative"
+	}
+	for format, file := range c.SigningSecretFiles {
+		switch {
+		case SignatureHeader(format) == "":
+			errs["signing_secret_files."+format] = "only launchdarkly and flagsmith sign their webhooks; the others send the bearer token"
+		case file == "":
+			errs["signing_secret_files."+format] = "want the path of a file holding the secret"
+		}
 	}
 	return errs
 }

@@ -24,6 +24,18 @@ type Config struct {
 	RepoAnnotation string `yaml:"repo_annotation"`
 	// Rollouts: "auto" watches Argo Rollouts when the CRD exists, "off" never.
 	Rollouts string `yaml:"rollouts"`
+	// ConfigMaps watches the ConfigMaps workloads use (mounted or as env)
+	// and reports their data edits as config changes; on unless false.
+	ConfigMaps *bool `yaml:"configmaps"`
+	// Secrets reports data changes of the Secrets workloads use (key
+	// names only); off by default, as it needs list/watch on Secrets.
+	Secrets bool `yaml:"secrets"`
+	// Helm reads Helm 3 release records (owner=helm Secrets and
+	// ConfigMaps) for `helm install/upgrade/rollback` run from CI.
+	Helm bool `yaml:"helm"`
+	// Flux: "auto" watches Flux Kustomizations and HelmReleases when their
+	// CRDs exist, "off" never.
+	Flux string `yaml:"flux"`
 	// Resync is the informers' resync period (0: none; watches keep caches fresh).
 	Resync time.Duration `yaml:"resync"`
 	// Timeout is this source's deadline per query (within the total budget).
@@ -44,6 +56,13 @@ func (c *Config) Defaults() {
 	if c.Rollouts == "" {
 		c.Rollouts = "auto"
 	}
+	if c.ConfigMaps == nil {
+		on := true
+		c.ConfigMaps = &on
+	}
+	if c.Flux == "" {
+		c.Flux = "auto"
+	}
 	if c.SyncTimeout == 0 {
 		c.SyncTimeout = 2 * time.Minute
 	}
@@ -58,6 +77,10 @@ func (c Config) Validate() map[string]string {
 	if c.Rollouts != "auto" && c.Rollouts != "off" {
 		errs["rollouts"] = `must be "auto" or "off"`
 	}
+	if c.Flux != "auto" && c.Flux != "off" {
+		errs["flux"] = `must be "auto" or "off"`
+	}
+
 	for k, d := range map[string]time.Duration{"resync": c.Resync, "timeout": c.Timeout, "sync_timeout": c.SyncTimeout} {
 		if d < 0 {
 			errs[k] = "must not be negative"

@@ -91,6 +91,11 @@ type scope struct {
 	revisions, services, pods                          cache.SharedIndexInformer
 	hpas                                               cache.SharedIndexInformer // HorizontalPodAutoscalers: alerts name them
 	rollouts                                           cache.SharedIndexInformer // nil unless the CRD exists
+	// Config objects and deploy records; each nil unless enabled (and,
+	// for Flux, its CRDs are served).
+	configMaps, secrets                           cache.SharedIndexInformer
+	helmSecrets, helmConfigMaps                   cache.SharedIndexInformer
+	kustomizations, helmReleases, gitRepositories cache.SharedIndexInformer
 }
 
 // Source is the Kubernetes source.
@@ -100,6 +105,7 @@ type Source struct {
 	clients Clients
 	log     *slog.Logger
 	tf      *transformer
+	configs *configTracker
 	now     func() time.Time
 
 	scopes  []*scope
@@ -122,7 +128,9 @@ var (
 // New builds the source; it does no I/O until Start.
 func New(name string, cfg Config, clients Clients, log *slog.Logger) *Source {
 	cfg.Defaults()
-	return &Source{name: name, cfg: cfg, clients: clients, log: log, tf: newTransformer(cfg), now: time.Now, observed: map[string]time.Time{}}
+	s := &Source{name: name, cfg: cfg, clients: clients, log: log, tf: newTransformer(cfg), now: time.Now, observed: map[string]time.Time{}}
+	s.configs = newConfigTracker(func() time.Time { return s.now() })
+	return s
 }
 
 func (s *Source) Name() string { return s.name }
@@ -149,7 +157,13 @@ func (s *Source) Start(ctx context.Context) error {
 	if s.started.Load() {
 		return errors.New("kubernetes: already started")
 	}
-	rollouts := s.cfg.Rollouts == "auto" && s.rolloutsServed()
+	rollouts := s.cfg.Rollouts == "auto" && s.served(rolloutsGVR)
+	flux := map[schema.GroupVersionResource]bool{}
+	if s.cfg.Flux == "auto" {
+		for _, gvr := range []schema.GroupVersionResource{kustomizationsGVR, helmReleasesGVR, gitRepositoriesGVR} {
+			flux[gvr] = s.served(gvr)
+		}
+	}
 	namespaces := s.cfg.Namespaces
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
@@ -175,11 +189,41 @@ func (s *Source) Start(ctx context.Context) error {
 			// alerts name a pod by address); the transform drops the rest.
 			pods: fl.Core().V1().Pods().Informer(),
 		}
-		var df dynamicinformer.DynamicSharedInformerFactory
+		// Config objects are not workloads: not filtered by the label
+		// selector. Their transform drops the data.
+		fc := informers.NewSharedInformerFactoryWithOptions(s.clients.Kube, s.cfg.Resync,
+			informers.WithNamespace(ns), informers.WithTransform(s.configs.transform))
+		if *s.cfg.ConfigMaps {
+			sc.configMaps = fc.Core().V1().ConfigMaps().Informer()
+		}
+		if s.cfg.Secrets {
+			sc.secrets = fc.Core().V1().Secrets().Informer()
+		}
+		var fh informers.SharedInformerFactory
+		if s.cfg.Helm {
+			fh = informers.NewSharedInformerFactoryWithOptions(s.clients.Kube, s.cfg.Resync, informers.WithNamespace(ns),
+				informers.WithTransform(helmTransform), informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = helmOwnerSelector }))
+			sc.helmSecrets = fh.Core().V1().Secrets().Informer()
+			sc.helmConfigMaps = fh.Core().V1().ConfigMaps().Informer()
+		}
+		var df, dflux dynamicinformer.DynamicSharedInformerFactory
 		if rollouts {
 			df = dynamicinformer.NewFilteredDynamicSharedInformerFactory(s.clients.Dynamic, s.cfg.Resync, ns, tweak)
 			sc.rollouts = df.ForResource(rolloutsGVR).Informer()
 			if err := sc.rollouts.SetTransform(s.tf.transform); err != nil {
+				return err
+			}
+		}
+		for gvr, dst := range map[schema.GroupVersionResource]*cache.SharedIndexInformer{
+			kustomizationsGVR: &sc.kustomizations, helmReleasesGVR: &sc.helmReleases, gitRepositoriesGVR: &sc.gitRepositories} {
+			if !flux[gvr] {
+				continue
+			}
+			if dflux == nil {
+				dflux = dynamicinformer.NewFilteredDynamicSharedInformerFactory(s.clients.Dynamic, s.cfg.Resync, ns, nil)
+			}
+			*dst = dflux.ForResource(gvr).Informer()
+			if err := (*dst).SetTransform(fluxTransform); err != nil {
 				return err
 			}
 		}
@@ -188,8 +232,15 @@ func (s *Source) Start(ctx context.Context) error {
 		}
 		fl.Start(ctx.Done())
 		fs.Start(ctx.Done())
+		fc.Start(ctx.Done())
+		if fh != nil {
+			fh.Start(ctx.Done())
+		}
 		if df != nil {
 			df.Start(ctx.Done())
+		}
+		if dflux != nil {
+			dflux.Start(ctx.Done())
 		}
 		s.mu.Lock()
 		for _, inf := range sc.all() {
@@ -199,7 +250,9 @@ func (s *Source) Start(ctx context.Context) error {
 		s.scopes = append(s.scopes, sc)
 	}
 	s.started.Store(true)
-	s.log.Info("kubernetes source starting", "source", s.name, "namespaces", namespaces, "rollouts", rollouts)
+	s.log.Info("kubernetes source starting", "source", s.name, "namespaces", namespaces, "rollouts", rollouts,
+		"configmaps", *s.cfg.ConfigMaps, "secrets", s.cfg.Secrets, "helm", s.cfg.Helm,
+		"flux", flux[kustomizationsGVR] || flux[helmReleasesGVR])
 	go func() { // only to say so in the log; Ready reads the informers
 		syncCtx, cancel := context.WithTimeout(ctx, s.cfg.SyncTimeout)
 		defer cancel()
@@ -221,17 +274,18 @@ func (s *Source) WaitForSync(ctx context.Context) bool {
 	return cache.WaitForCacheSync(ctx.Done(), synced...)
 }
 
-func (s *Source) rolloutsServed() bool {
+// served reports whether the API server serves a resource (a CRD installed).
+func (s *Source) served(gvr schema.GroupVersionResource) bool {
 	d := s.clients.Kube.Discovery()
 	if d == nil {
 		return false
 	}
-	list, err := d.ServerResourcesForGroupVersion(rolloutsGVR.GroupVersion().String())
+	list, err := d.ServerResourcesForGroupVersion(gvr.GroupVersion().String())
 	if err != nil || list == nil {
 		return false
 	}
 	for _, r := range list.APIResources {
-		if r.Name == rolloutsGVR.Resource {
+		if r.Name == gvr.Resource {
 			return true
 		}
 	}
@@ -240,8 +294,11 @@ func (s *Source) rolloutsServed() bool {
 
 func (sc *scope) all() []cache.SharedIndexInformer {
 	out := []cache.SharedIndexInformer{sc.deployments, sc.replicaSets, sc.statefulSets, sc.daemonSets, sc.revisions, sc.services, sc.pods, sc.hpas}
-	if sc.rollouts != nil {
-		out = append(out, sc.rollouts)
+	for _, inf := range []cache.SharedIndexInformer{sc.rollouts, sc.configMaps, sc.secrets, sc.helmSecrets, sc.helmConfigMaps,
+		sc.kustomizations, sc.helmReleases, sc.gitRepositories} {
+		if inf != nil {
+			out = append(out, inf)
+		}
 	}
 	return out
 }
@@ -346,6 +403,22 @@ func (s *Source) index(sc *scope) error {
 	if _, err := sc.replicaSets.AddEventHandler(s.revisionWatcher(annRevision)); err != nil {
 		return err
 	}
+	for _, inf := range []cache.SharedIndexInformer{sc.configMaps, sc.secrets} {
+		if inf == nil {
+			continue
+		}
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: s.configs.forget}); err != nil {
+			return err
+		}
+	}
+	for _, inf := range []cache.SharedIndexInformer{sc.helmSecrets, sc.helmConfigMaps} {
+		if inf == nil {
+			continue
+		}
+		if err := inf.AddIndexers(cache.Indexers{byRelease: helmIndex}); err != nil {
+			return err
+		}
+	}
 	_, err := sc.revisions.AddEventHandler(cache.ResourceEventHandlerFuncs{UpdateFunc: func(oldObj, newObj any) {
 		o, ok1 := oldObj.(*appsv1.ControllerRevision)
 		n, ok2 := newObj.(*appsv1.ControllerRevision)
@@ -406,6 +479,7 @@ func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change
 	}
 	subj := q.Subject
 	seen := map[string]bool{}
+	seenIDs := map[string]bool{} // a release or config object shared by the app's workloads: told once
 	var out []sources.Change
 	// The subject's own workload and app: back to q.History, for the
 	// last deploy however old.
@@ -413,7 +487,7 @@ func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change
 		for _, w := range ws {
 			if key := w.key(); !seen[key] {
 				seen[key] = true
-				out = append(out, s.history(w, q.From(sources.RelationWorkload), q.Until)...)
+				out = append(out, s.workloadChanges(w, q, seenIDs)...)
 			}
 		}
 	}
@@ -458,4 +532,26 @@ func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change
 		return nil, err
 	}
 	return out, nil
+}
+
+// workloadChanges are a workload's rollouts plus what changed around its
+// template: the config objects it uses, the Helm release and the Flux sync
+// that own it. A change shared by several workloads is told once (for the
+// first asked: the alert's own).
+//
+// Deploys are looked for back to the query's history (the last deploy
+// however old); config edits only in its window: an old edit is not a
+// deploy to name when nothing changed.
+func (s *Source) workloadChanges(w workload, q sources.Query, seenIDs map[string]bool) []sources.Change {
+	from := q.From(sources.RelationWorkload)
+	out := s.history(w, from, q.Until)
+	for _, more := range [][]sources.Change{s.configChanges(w, q.Since, q.Until), s.helmChanges(w, from, q.Until), s.fluxChanges(w, from, q.Until)} {
+		for _, ch := range more {
+			if !seenIDs[ch.ID] {
+				seenIDs[ch.ID] = true
+				out = append(out, ch)
+			}
+		}
+	}
+	return out
 }

@@ -54,7 +54,7 @@ func (t *transformer) transform(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *appsv1.Deployment:
 		return &appsv1.Deployment{
-			ObjectMeta: t.meta(o.ObjectMeta),
+			ObjectMeta: withUses(t.meta(o.ObjectMeta), &o.Spec.Template.Spec),
 			Spec:       appsv1.DeploymentSpec{Selector: o.Spec.Selector, Template: slimTemplate(o.Spec.Template)},
 			Status: appsv1.DeploymentStatus{ObservedGeneration: o.Status.ObservedGeneration,
 				Conditions: progressing(o.Status.Conditions)},
@@ -68,14 +68,14 @@ func (t *transformer) transform(obj any) (any, error) {
 			Updated: lastWritten(o.ManagedFields)}, nil
 	case *appsv1.StatefulSet:
 		return &appsv1.StatefulSet{
-			ObjectMeta: t.meta(o.ObjectMeta),
+			ObjectMeta: withUses(t.meta(o.ObjectMeta), &o.Spec.Template.Spec),
 			Spec:       appsv1.StatefulSetSpec{Selector: o.Spec.Selector, Template: slimTemplate(o.Spec.Template), Replicas: o.Spec.Replicas},
 			Status: appsv1.StatefulSetStatus{ObservedGeneration: o.Status.ObservedGeneration, CurrentRevision: o.Status.CurrentRevision,
 				UpdateRevision: o.Status.UpdateRevision, UpdatedReplicas: o.Status.UpdatedReplicas, ReadyReplicas: o.Status.ReadyReplicas},
 		}, nil
 	case *appsv1.DaemonSet:
 		return &appsv1.DaemonSet{
-			ObjectMeta: t.meta(o.ObjectMeta),
+			ObjectMeta: withUses(t.meta(o.ObjectMeta), &o.Spec.Template.Spec),
 			Spec:       appsv1.DaemonSetSpec{Selector: o.Spec.Selector, Template: slimTemplate(o.Spec.Template)},
 			Status: appsv1.DaemonSetStatus{ObservedGeneration: o.Status.ObservedGeneration, DesiredNumberScheduled: o.Status.DesiredNumberScheduled,
 				UpdatedNumberScheduled: o.Status.UpdatedNumberScheduled, NumberAvailable: o.Status.NumberAvailable},
@@ -165,6 +165,18 @@ func (t *transformer) meta(m metav1.ObjectMeta) metav1.ObjectMeta {
 		}
 	}
 	return out
+}
+
+// withUses notes on a workload the config objects its pod template uses
+// (the template itself is not kept).
+func withUses(m metav1.ObjectMeta, spec *corev1.PodSpec) metav1.ObjectMeta {
+	if uses := usesOf(spec); uses != "" {
+		if m.Annotations == nil {
+			m.Annotations = map[string]string{}
+		}
+		m.Annotations[annUses] = uses
+	}
+	return m
 }
 
 // lastWritten is the newest time a manager wrote the object itself (not
@@ -263,6 +275,12 @@ func (t *transformer) rollout(u *unstructured.Unstructured) *unstructured.Unstru
 	out.SetGeneration(meta.Generation)
 	out.SetCreationTimestamp(meta.CreationTimestamp)
 	out.SetLabels(meta.Labels)
+	if tmpl, ok, _ := unstructured.NestedMap(u.Object, "spec", "template", "spec"); ok {
+		var spec corev1.PodSpec
+		if runtime.DefaultUnstructuredConverter.FromUnstructured(tmpl, &spec) == nil {
+			meta = withUses(meta, &spec)
+		}
+	}
 	out.SetAnnotations(meta.Annotations)
 	if labels, ok, _ := unstructured.NestedStringMap(u.Object, "spec", "template", "metadata", "labels"); ok {
 		_ = unstructured.SetNestedStringMap(out.Object, labels, "spec", "template", "metadata", "labels")

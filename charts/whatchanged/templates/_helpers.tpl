@@ -95,6 +95,13 @@ Secret are all built from this list.
 {{- else }}{{ fail "sources.github.enabled needs sources.github.existingSecret (or token), or a GitHub App (sources.github.app)" }}{{ end -}}
 {{- end -}}
 {{- end -}}
+{{- with .Values.sources.grafana -}}
+{{- if .enabled -}}
+{{- if .existingSecret }}{{ $f = append $f (dict "path" "grafana-token" "secret" .existingSecret "key" .existingSecretKey) }}
+{{- else if .token }}{{ $f = append $f (dict "path" "grafana-token" "secret" $ours "key" "grafana-token") }}
+{{- else }}{{ fail "sources.grafana.enabled needs sources.grafana.existingSecret (or token): a Grafana service-account token with the Viewer role" }}{{ end -}}
+{{- end -}}
+{{- end -}}
 {{- toJson $f -}}
 {{- end -}}
 
@@ -127,6 +134,27 @@ Secret are all built from this list.
 - apiGroups: [argoproj.io]
   resources: [rollouts]
   verbs: [get, list, watch]
+{{- end }}
+{{- with .Values.sources.kubernetes }}
+{{- $res := list }}
+{{- if or .configmaps .helm }}{{ $res = append $res "configmaps" }}{{ end }}
+{{- if or .secrets .helm }}{{ $res = append $res "secrets" }}{{ end }}
+{{- if $res }}
+- apiGroups: [""]
+  resources: [{{ join ", " $res }}]
+  verbs: [get, list, watch]
+{{- end }}
+{{- if ne .flux "off" }}
+- apiGroups: [kustomize.toolkit.fluxcd.io]
+  resources: [kustomizations]
+  verbs: [get, list, watch]
+- apiGroups: [helm.toolkit.fluxcd.io]
+  resources: [helmreleases]
+  verbs: [get, list, watch]
+- apiGroups: [source.toolkit.fluxcd.io]
+  resources: [gitrepositories]
+  verbs: [get, list, watch]
+{{- end }}
 {{- end }}
 {{- end -}}
 
