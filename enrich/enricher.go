@@ -387,6 +387,9 @@ func (e *Enricher) run(ctx context.Context, alerts []*Alert, skip func(*Alert) s
 					}
 				}
 			}
+			if msg := e.resolver.ClusterErr(*w.subject); msg != "" {
+				errs = append(errs, msg)
+			}
 			sort.Strings(errs)
 			m.rk = e.rank(*w.subject, w.window, results[key], st)
 			m.errs = errs

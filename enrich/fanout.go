@@ -57,6 +57,9 @@ func (e *Enricher) fanOut(ctx context.Context, queries map[string]sources.Query)
 	var jobs []job
 	for _, key := range slices.Sorted(maps.Keys(queries)) {
 		for i := range e.sources {
+			if c, bound := sources.ClusterOf(e.sources[i].Source); bound && c != queries[key].Subject.Cluster {
+				continue // another cluster's source: not asked, not waited for
+			}
 			jobs = append(jobs, job{key: key, entry: i, query: queries[key]})
 		}
 	}
@@ -157,9 +160,16 @@ func (e *Enricher) ask(ctx context.Context, sh *sourceHealth, q sources.Query) (
 		res.Error = err.Error()
 		outcome = "error"
 	}
-	// A source must not claim changes under another name.
+	// A source must not claim changes under another name than its own
+	// or those it declares (the Kubernetes source's Flux syncs).
+	var aliases []string
+	if a, ok := entry.Source.(sources.Aliased); ok {
+		aliases = a.Aliases()
+	}
 	for i := range res.Changes {
-		res.Changes[i].Source = name
+		if !slices.Contains(aliases, res.Changes[i].Source) {
+			res.Changes[i].Source = name
+		}
 	}
 	return res, outcome, took
 }

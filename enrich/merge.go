@@ -189,6 +189,10 @@ func configEdit(c *sources.Change) bool {
 	return c.Kind == sources.KindConfig && len(c.Objects) > 0 && c.Subject.Name != ""
 }
 
+// helmTimeout: Helm waits for a release's resources at most this long by
+// default (--timeout 5m), and applies them at once without --wait.
+const helmTimeout = 5 * time.Minute
+
 // configLead: a config edit starts a deploy that rolls the workload this
 // long after at most (a restart is run by hand once the edit is in).
 const configLead = 10 * time.Minute
@@ -494,12 +498,20 @@ func fold(a, b *observation) (pair, bool) {
 	}
 	switch {
 	case configEdit(c):
-		if lead <= configLead {
+		// Pods started before the edit did not get it: a rollout that
+		// began before it did not carry it.
+		if lead >= 0 && lead <= configLead {
 			return pair{strength: 1, gap: lead.Abs()}, true
 		}
 	case c.Kind == sources.KindSync || c.Kind == sources.KindHelm:
+		// A Helm release without a known finish (superseded) applied its
+		// resources within Helm's own timeout.
+		open := mergeWindow
+		if c.Kind == sources.KindHelm {
+			open = helmTimeout
+		}
 		if c.Subject.App != "" && effect.ch.Subject.HasApp(c.Subject.App) &&
-			((!c.FinishedAt.IsZero() && !effect.ch.StartedAt.After(c.FinishedAt.Add(windowGrace))) || (c.FinishedAt.IsZero() && lead <= mergeWindow)) {
+			((!c.FinishedAt.IsZero() && !effect.ch.StartedAt.After(c.FinishedAt.Add(windowGrace))) || (c.FinishedAt.IsZero() && lead <= open)) {
 			return pair{strength: 1, gap: lead.Abs()}, true
 		}
 	case c.Kind == sources.KindDeploy || c.Kind == sources.KindGitHubDeployment:

@@ -209,10 +209,12 @@ func describe(ch sources.Change) string {
 		} else {
 			b.WriteString(" and ")
 		}
-		if r.Rollback {
-			b.WriteString("rolled back ")
-		} else {
-			b.WriteString("rolled out as ")
+		if i == 0 || r.Rollback != ch.Rollouts[i-1].Rollback { // "rolled out as a and b"
+			if r.Rollback {
+				b.WriteString("rolled back ")
+			} else {
+				b.WriteString("rolled out as ")
+			}
 		}
 		b.WriteString(sources.Subject{Namespace: r.Namespace, Name: r.Name}.Short())
 		if r.Revision != "" {

@@ -42,7 +42,18 @@ type Step = sources.ResolutionStep
 type Resolver struct {
 	rules     []compiledRule
 	resolvers []sources.SubjectResolver
+	clusters  *Clusters // nil: one cluster (or none) answers every alert
 }
+
+// WithClusters routes each alert to its own cluster's resolvers and sources.
+func (r *Resolver) WithClusters(c *Clusters) *Resolver {
+	r.clusters = c
+	return r
+}
+
+// ClusterErr says why an alert of this subject gets no Kubernetes answer
+// ("" when its cluster is configured, or only one is).
+func (r *Resolver) ClusterErr(subj sources.Subject) string { return r.clusters.Err(subj) }
 
 type compiledRule struct {
 	name    string
@@ -81,13 +92,11 @@ func compileRule(i int, rule Rule) (compiledRule, error) {
 	if len(rule.Match) == 0 && len(rule.MatchRE) == 0 {
 		return cr, &RuleError{i, "match", fmt.Errorf("a rule needs at least one matcher (match or match_re)")}
 	}
-	for _, label := range slices.Sorted(maps.Keys(rule.MatchRE)) {
-		re, err := regexp.Compile("^(?:" + rule.MatchRE[label] + ")$")
-		if err != nil {
-			return cr, &RuleError{i, "match_re." + label, err}
-		}
-		cr.re[label] = re
+	re, key, err := compileMatchRE(rule.MatchRE)
+	if err != nil {
+		return cr, &RuleError{i, key, err}
 	}
+	cr.re = re
 	fields := [5]struct{ key, text string }{
 		{"namespace", rule.Subject.Namespace}, {"kind", rule.Subject.Kind}, {"name", rule.Subject.Name},
 		{"app", rule.Subject.App}, {"repo", rule.Subject.Repo},
@@ -108,6 +117,20 @@ func compileRule(i int, rule Rule) (compiledRule, error) {
 		return cr, &RuleError{i, "subject", fmt.Errorf("a rule must set at least one subject field")}
 	}
 	return cr, nil
+}
+
+// compileMatchRE anchors and compiles label: regexp matchers; a bad one is
+// reported with its key (match_re.<label>).
+func compileMatchRE(m map[string]string) (map[string]*regexp.Regexp, string, error) {
+	out := map[string]*regexp.Regexp{}
+	for _, label := range slices.Sorted(maps.Keys(m)) {
+		re, err := regexp.Compile("^(?:" + m[label] + ")$")
+		if err != nil {
+			return nil, "match_re." + label, err
+		}
+		out[label] = re
+	}
+	return out, "", nil
 }
 
 // Matches reports whether every matcher of the rule holds for labels. A
@@ -280,6 +303,10 @@ func (r *Resolver) Resolve(labels map[string]string) (sources.Subject, []Step) {
 		steps = append(steps, Step{Field: field, Value: value, From: from})
 	}
 
+	if r.clusters != nil {
+		name, from := r.clusters.pick(labels)
+		set("cluster", &s.Cluster, name, from)
+	}
 	set("namespace", &s.Namespace, labels["namespace"], "label namespace")
 	for _, w := range workloadLabels {
 		if v := labels[w.label]; v != "" {
@@ -347,6 +374,9 @@ func (r *Resolver) Resolve(labels map[string]string) (sources.Subject, []Step) {
 	}
 
 	for _, sr := range r.resolvers {
+		if c, bound := sources.ClusterOf(sr); bound && c != s.Cluster {
+			continue // another cluster's objects say nothing of this alert
+		}
 		var more []Step
 		s, more = sr.ResolveSubject(labels, s)
 		steps = append(steps, more...)

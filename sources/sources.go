@@ -105,3 +105,25 @@ func Every(ctx context.Context, d time.Duration, fn func()) {
 		}
 	}
 }
+
+// Clustered is a source or subject resolver that may read one Kubernetes
+// cluster of several: when Cluster is not empty, it is asked only about
+// alerts of that cluster (the subject's Cluster).
+type Clustered interface {
+	Cluster() string
+}
+
+// ClusterOf is the cluster a source or resolver is bound to; bound is
+// false when it answers for any alert.
+func ClusterOf(v any) (cluster string, bound bool) {
+	if c, ok := v.(Clustered); ok && c.Cluster() != "" {
+		return c.Cluster(), true
+	}
+	return "", false
+}
+
+// Aliased is a source that reports some changes under other names than
+// its own: the Kubernetes source tells Flux's syncs as "flux".
+type Aliased interface {
+	Aliases() []string
+}

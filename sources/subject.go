@@ -20,6 +20,9 @@ type Subject struct {
 	// (Argo CD app, Helm release/instance label, app label): an alert
 	// labelled with any of them is about this workload's app.
 	Apps []string `json:"apps,omitempty"`
+	// Cluster names the Kubernetes cluster when more than one is
+	// configured (the alert's cluster label); empty: the only one.
+	Cluster string `json:"cluster,omitempty"`
 }
 
 // HasApp reports whether the subject goes by the application name app.
@@ -35,7 +38,7 @@ func (s Subject) IsZero() bool {
 // Key is a stable identity of the subject, used to query each distinct
 // subject of a notification only once.
 func (s Subject) Key() string {
-	return strings.Join([]string{s.Namespace, s.Kind, s.Name, s.App, s.Repo, strings.Join(s.Images, ","), strings.Join(s.Apps, ",")}, "\x00")
+	return strings.Join([]string{s.Cluster, s.Namespace, s.Kind, s.Name, s.App, s.Repo, strings.Join(s.Images, ","), strings.Join(s.Apps, ",")}, "\x00")
 }
 
 // String is the short human form: "shop/Deployment/api", "app shop-api", …
@@ -58,6 +61,9 @@ func (s Subject) String() string {
 	}
 	if s.Repo != "" {
 		parts = append(parts, "repo "+s.Repo)
+	}
+	if s.Cluster != "" {
+		parts = append(parts, "cluster "+s.Cluster)
 	}
 	if len(parts) == 0 {
 		return "(unknown)"
@@ -98,6 +104,9 @@ const (
 // Relate returns the closest relation between the alert's subject and a
 // change's subject. Sources use it to filter; the ranking uses it to score.
 func Relate(alert, change Subject) Relation {
+	if alert.Cluster != "" && change.Cluster != "" && alert.Cluster != change.Cluster {
+		return RelationNone // the same names in another cluster are other workloads
+	}
 	sameNS := alert.Namespace == "" || change.Namespace == "" || alert.Namespace == change.Namespace
 	if alert.Name != "" && change.Name != "" && sameNS && alert.Name == change.Name &&
 		(alert.Kind == "" || change.Kind == "" || strings.EqualFold(alert.Kind, change.Kind)) &&

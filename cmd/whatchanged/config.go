@@ -23,16 +23,20 @@ import (
 // Config is the whole configuration file. Every key is documented in the
 // README's configuration reference; unknown keys are errors.
 type Config struct {
-	Listen      string         `yaml:"listen"`
-	DataDir     string         `yaml:"data_dir"`
-	Log         LogConfig      `yaml:"log"`
-	Server      ServerConfig   `yaml:"server"`
-	Auth        AuthConfig     `yaml:"auth"`
-	Enrich      enrich.Options `yaml:"enrich"`
-	Rules       []enrich.Rule  `yaml:"rules"`
-	Sources     SourcesConfig  `yaml:"sources"`
-	Downstreams Downstreams    `yaml:"downstreams"`
-	Inline      InlineConfig   `yaml:"inline"`
+	Listen  string         `yaml:"listen"`
+	DataDir string         `yaml:"data_dir"`
+	Log     LogConfig      `yaml:"log"`
+	Server  ServerConfig   `yaml:"server"`
+	Auth    AuthConfig     `yaml:"auth"`
+	Enrich  enrich.Options `yaml:"enrich"`
+	Rules   []enrich.Rule  `yaml:"rules"`
+	Sources SourcesConfig  `yaml:"sources"`
+	// ClusterLabel is the alert label naming its cluster (default
+	// "cluster"), when Clusters lists several.
+	ClusterLabel string         `yaml:"cluster_label"`
+	Clusters     ClustersConfig `yaml:"clusters"`
+	Downstreams  Downstreams    `yaml:"downstreams"`
+	Inline       InlineConfig   `yaml:"inline"`
 }
 
 type LogConfig struct {

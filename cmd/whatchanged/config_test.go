@@ -16,7 +16,7 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 		want       []string
 	}{
 		{name: "unknown top-level key", yaml: "listen: 127.0.0.1:1\nlisten_addr: x\n",
-			want: []string{"c.yaml:2: listen_addr: unknown key (known: auth, data_dir, downstreams,"}},
+			want: []string{"c.yaml:2: listen_addr: unknown key (known: auth, cluster_label, clusters, data_dir, downstreams,"}},
 		{name: "unknown nested key", yaml: "sources:\n  changes:\n    retension: 1h\n",
 			want: []string{"c.yaml:3: sources.changes.retension: unknown key (known: enabled, max_events, retention, signing_secret_files, timeout)"}},
 		{name: "unknown key in a downstream", yaml: "downstreams:\n  pager:\n    url: http://x\n    tiemout: 1s\n",

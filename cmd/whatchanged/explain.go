@@ -89,12 +89,12 @@ func explain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err := a.start(ctx); err != nil {
 			return err
 		}
-		if a.kube != nil { // one-shot: wait for the caches, bounded
+		for _, k := range a.kubes { // one-shot: wait for the caches, bounded
 			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			synced := a.kube.WaitForSync(wctx)
+			synced := k.WaitForSync(wctx)
 			cancel()
 			if !synced {
-				return fmt.Errorf("kubernetes caches did not sync within 30s (is the API server reachable?)")
+				return fmt.Errorf("%s: caches did not sync within 30s (is the API server reachable?)", k.Name())
 			}
 		}
 		alert := &enrich.Alert{Labels: labels, StartsAt: start}

@@ -46,8 +46,11 @@ func (s *SourcesConfig) parts() []part {
 // outputs are where enriched notifications and alerts go.
 func (c *Config) outputs() []part { return []part{&c.Downstreams, &c.Inline} }
 
-// parts is every part: the sources, then the outputs.
-func (c *Config) parts() []part { return append(c.Sources.parts(), c.outputs()...) }
+// inputs are the sources and the clusters' sources.
+func (c *Config) inputs() []part { return append(c.Sources.parts(), &c.Clusters) }
+
+// parts is every part: the inputs, then the outputs.
+func (c *Config) parts() []part { return append(c.inputs(), c.outputs()...) }
 
 // builder is what parts build into: the app, plus what is shared while
 // building (the metrics registry, the subject resolvers, the store).

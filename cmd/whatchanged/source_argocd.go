@@ -16,6 +16,9 @@ type ArgoCDSourceConfig struct {
 	Enabled       bool       `yaml:"enabled"`
 	HTTPConfig    HTTPConfig `yaml:"http_config"`
 	argocd.Config `yaml:",inline"`
+	// kubeContext: a cluster's Argo CD reads Application resources through
+	// that cluster's kubeconfig context.
+	kubeContext string
 }
 
 func (*ArgoCDSourceConfig) key() string { return "sources.argocd" }
@@ -38,6 +41,11 @@ func (a *ArgoCDSourceConfig) build(b *builder) error {
 	if !a.Enabled {
 		return nil
 	}
+	return a.buildAs(b, "argocd")
+}
+
+// buildAs adds the source under a name (argocd@<cluster> for a cluster's).
+func (a *ArgoCDSourceConfig) buildAs(b *builder, name string) error {
 	rt, err := roundTripper(a.HTTPConfig, "argocd")
 	if err != nil {
 		return err
@@ -48,12 +56,12 @@ func (a *ArgoCDSourceConfig) build(b *builder) error {
 		if kc == "" {
 			kc = b.cfg.Sources.Kubernetes.Kubeconfig
 		}
-		clients, _, err := kube.ClientsFromConfig(kube.Config{Kubeconfig: kc})
+		clients, _, err := kube.ClientsFromConfig(kube.Config{Kubeconfig: kc, Context: a.kubeContext})
 		if err != nil {
 			return err
 		}
 		dyn = clients.Dynamic
 	}
-	b.addSource(argocd.New("argocd", a.Config, &http.Client{Transport: rt}, dyn, b.log), a.Timeout)
+	b.addSource(argocd.New(name, a.Config, &http.Client{Transport: rt}, dyn, b.log), a.Timeout)
 	return nil
 }

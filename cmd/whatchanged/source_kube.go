@@ -28,7 +28,8 @@ func (c *KubernetesSourceConfig) build(b *builder) error {
 	if err != nil {
 		return err
 	}
-	b.a.kube = kube.New("kubernetes", c.Config, clients, b.log)
-	b.addSource(b.a.kube, c.Timeout)
+	src := kube.New("kubernetes", c.Config, clients, b.log)
+	b.a.kubes = append(b.a.kubes, src)
+	b.addSource(src, c.Timeout)
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -25,7 +26,8 @@ type app struct {
 	registry *prometheus.Registry
 	store    *store.Bolt
 	changes  *changes.Source
-	kube     *kube.Source
+	kubes    []*kube.Source // one per cluster
+	started  time.Time
 	entries  []enrich.SourceEntry
 	enricher *enrich.Enricher
 	targets  map[string]deliver.Target
@@ -64,7 +66,7 @@ func build(cfg Config, log *slog.Logger, withMetrics bool) (_ *app, err error) {
 		registerBuildInfo(a.registry)
 		em = enrich.NewMetrics(a.registry)
 	}
-	for _, p := range a.cfg.Sources.parts() {
+	for _, p := range a.cfg.inputs() {
 		if err := p.build(b); err != nil {
 			return nil, err
 		}
@@ -72,6 +74,13 @@ func build(cfg Config, log *slog.Logger, withMetrics bool) (_ *app, err error) {
 	resolver, err := enrich.NewResolver(cfg.Rules, b.resolvers...)
 	if err != nil {
 		return nil, err
+	}
+	if len(cfg.Clusters) > 0 {
+		clusters, err := enrich.NewClusters(cfg.ClusterLabel, cfg.Clusters.specs())
+		if err != nil {
+			return nil, err
+		}
+		resolver.WithClusters(clusters)
 	}
 	a.enricher = enrich.New(cfg.Enrich, resolver, a.entries, em).WithLog(log)
 	b.onClose(func() error { a.enricher.StopProbes(); return nil })
@@ -83,8 +92,18 @@ func build(cfg Config, log *slog.Logger, withMetrics bool) (_ *app, err error) {
 	return a, nil
 }
 
+// syncGrace is how long readiness waits for a cluster's first sync.
+func (a *app) syncGrace() time.Duration {
+	grace := time.Duration(0)
+	for _, cl := range a.cfg.Clusters {
+		grace = max(grace, cl.Kubernetes.SyncTimeout)
+	}
+	return grace
+}
+
 // start starts every source that needs it, bounded by ctx.
 func (a *app) start(ctx context.Context) error {
+	a.started = time.Now()
 	for _, e := range a.entries {
 		if s, ok := e.Source.(sources.Starter); ok {
 			if err := s.Start(ctx); err != nil {
@@ -95,13 +114,21 @@ func (a *app) start(ctx context.Context) error {
 	return nil
 }
 
-// ready is /readyz: every source that syncs has synced.
+// ready is /readyz: every source that syncs has synced. A cluster of
+// several is waited for only its first sync_timeout: one unreachable
+// cluster must not take whatchanged out of service for the others (its
+// alerts say so in whatchanged_error).
 func (a *app) ready() (bool, string) {
 	var waiting []string
 	for _, e := range a.entries {
-		if s, ok := e.Source.(sources.Starter); ok && !s.Ready() {
-			waiting = append(waiting, e.Source.Name())
+		s, ok := e.Source.(sources.Starter)
+		if !ok || s.Ready() {
+			continue
 		}
+		if _, bound := sources.ClusterOf(e.Source); bound && time.Since(a.started) > a.syncGrace() {
+			continue
+		}
+		waiting = append(waiting, e.Source.Name())
 	}
 	if len(waiting) > 0 {
 		return false, "waiting for sources: " + strings.Join(waiting, ", ")

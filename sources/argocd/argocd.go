@@ -289,8 +289,8 @@ func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change
 		}
 		return nil, nil
 	}
-	if !a.deploysTo(q.Subject.Namespace) {
-		return nil, nil // an app of that name, deploying to another namespace
+	if !s.deploysTo(a, q.Subject) {
+		return nil, nil // an app of that name, deploying to another namespace or cluster
 	}
 	out := s.changesOf(ctx, a, q, true)
 	return append(out, s.neighbours(ctx, a, q)...), ctx.Err()
@@ -307,7 +307,7 @@ func (s *Source) neighbours(ctx context.Context, own *application, q sources.Que
 	}
 	var apps []*application
 	for _, a := range s.apps().byNamespace[ns] {
-		if a.key() != own.key() {
+		if a.key() != own.key() && s.deploysTo(a, q.Subject) {
 			apps = append(apps, a)
 		}
 	}
@@ -411,7 +411,7 @@ func (s *Source) changesOf(ctx context.Context, a *application, q sources.Query,
 	if q.Subject.Namespace != "" && a.deploysTo(q.Subject.Namespace) {
 		ns = q.Subject.Namespace
 	}
-	subject := sources.Subject{Namespace: ns, App: a.Metadata.Name, Repo: a.gitRepo()}
+	subject := sources.Subject{Namespace: ns, App: a.Metadata.Name, Repo: a.gitRepo(), Cluster: s.clusterOf(a)}
 	if a.Metadata.Namespace != "" {
 		subject.Apps = []string{a.Metadata.Namespace + "_" + a.Metadata.Name}
 	}
@@ -678,13 +678,13 @@ func (s *Source) ResolveSubject(labels map[string]string, subj sources.Subject) 
 	var a *application
 	if subj.App != "" {
 		// An app of that name deploying elsewhere is another team's.
-		if a, _ = s.lookupAny(subj); a != nil && !a.deploysTo(subj.Namespace) {
+		if a, _ = s.lookupAny(subj); a != nil && !s.deploysTo(a, subj) {
 			step("app", subj.App, fmt.Sprintf("argocd app %s deploys to namespace %s, not %s: not this alert's", a.Metadata.Name, a.Spec.Destination.Namespace, subj.Namespace))
 			a = nil
 		}
 	}
 	if a == nil && subj.Name != "" {
-		if m := s.managing(subj.Kind, subj.Namespace, subj.Name); m != nil {
+		if m := s.managing(subj.Kind, subj.Namespace, subj.Name); m != nil && s.deploysTo(m, subj) {
 			a = m
 			if subj.App != m.Metadata.Name {
 				if subj.App != "" && !slices.Contains(subj.Apps, subj.App) {
@@ -698,7 +698,7 @@ func (s *Source) ResolveSubject(labels map[string]string, subj sources.Subject) 
 	if a == nil && subj.App == "" && subj.Name == "" {
 		for _, label := range []string{"service", "job"} {
 			if v := labels[label]; v != "" {
-				if m := s.lookup(v); m != nil && (subj.Namespace == "" || m.Spec.Destination.Namespace == subj.Namespace) {
+				if m := s.lookup(v); m != nil && (subj.Namespace == "" || m.Spec.Destination.Namespace == subj.Namespace) && s.deploysTo(m, subj) {
 					a, subj.App = m, v
 					step("app", v, "label "+label+": the argocd app of that name")
 					break
@@ -736,6 +736,28 @@ func orWorkload(kind string) string {
 	}
 	return kind
 }
+
+// clusterOf is the cluster an app deploys to: its destination as mapped
+// by clusters, else the cluster the source is bound to ("" when one).
+func (s *Source) clusterOf(a *application) string {
+	d := a.Spec.Destination
+	for _, k := range []string{d.Name, d.Server} {
+		if c, ok := s.cfg.Clusters[k]; ok && k != "" {
+			return c
+		}
+	}
+	return s.cfg.Cluster
+}
+
+// deploysTo reports whether the app deploys to the subject's namespace in
+// the subject's cluster (an unmapped destination is any cluster's).
+func (s *Source) deploysTo(a *application, subj sources.Subject) bool {
+	c := s.clusterOf(a)
+	return a.deploysTo(subj.Namespace) && (subj.Cluster == "" || c == "" || c == subj.Cluster)
+}
+
+// Cluster is the cluster the source is bound to (clusters[].argocd).
+func (s *Source) Cluster() string { return s.cfg.Cluster }
 
 func (s *Source) appLink(a *application) string {
 	if s.cfg.UIURL == "" {

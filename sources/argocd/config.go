@@ -22,6 +22,14 @@ type Config struct {
 	// instead of (or besides) REST.
 	Kubernetes KubernetesMode `yaml:"kubernetes"`
 	Timeout    time.Duration  `yaml:"timeout"`
+	// Clusters maps an application's destination (spec.destination.name
+	// or .server) to the whatchanged cluster it deploys to, when Argo CD
+	// deploys to several: a sync then relates only to workloads of that
+	// cluster.
+	Clusters map[string]string `yaml:"clusters"`
+	// Cluster binds the source to one cluster (clusters[].argocd): its
+	// apps deploy there unless Clusters says otherwise.
+	Cluster string `yaml:"-"`
 }
 
 // KubernetesMode reads Application resources (Argo CD in the same

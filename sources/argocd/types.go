@@ -22,6 +22,8 @@ type application struct {
 		Sources     []applicationSource `json:"sources"`
 		Destination struct {
 			Namespace string `json:"namespace"`
+			Name      string `json:"name,omitempty"`
+			Server    string `json:"server,omitempty"`
 		} `json:"destination"`
 	} `json:"spec"`
 	Status struct {

@@ -8,6 +8,10 @@ import (
 
 // Config of the Kubernetes source.
 type Config struct {
+	// Cluster names the cluster when several are configured (set from
+	// clusters[].name): the source answers only alerts of that cluster and
+	// its changes carry the name.
+	Cluster string `yaml:"-"`
 	// Kubeconfig is a kubeconfig file; empty: in-cluster, then $KUBECONFIG
 	// or ~/.kube/config.
 	Kubeconfig string `yaml:"kubeconfig"`

@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"bytes"
 	"encoding/json"
 	"hash/maphash"
 	"maps"
@@ -34,25 +33,59 @@ const (
 // their pod template uses, "ConfigMap/name=mount,Secret/db=env".
 const annUses = "whatchanged.dev/uses"
 
-// How a workload uses a config object; the order is what a change reaches
-// first: a mounted volume is updated in the pods in place.
+// How a workload uses a config object. A mounted volume is updated in the
+// pods in place (within about a minute); a subPath mount never is; env is
+// read when a container starts.
 const (
-	useMount   = "mount"   // a volume (or projected source), updated in place within about a minute
-	useSubPath = "subpath" // mounted only through subPath: never updated in place
-	useEnv     = "env"     // env or envFrom: read when a container starts
+	useMount   = "mount"
+	useSubPath = "subpath"
+	useEnv     = "env"
 )
 
-// usesOf lists what a pod spec reads from ConfigMaps and Secrets.
+// configUse is how a workload uses one config object: each way it reads
+// it, and the keys it reads (nil: every key — a whole volume, envFrom).
+type configUse struct {
+	kind, name string
+	ways       []string // of useMount, useSubPath, useEnv, sorted
+	keys       []string
+}
+
+func (u configUse) uses(way string) bool { return slices.Contains(u.ways, way) }
+
+// usesOf lists what a pod spec reads from ConfigMaps and Secrets, written
+// "ConfigMap/name=mount+env:KEY_A;KEY_B,Secret/db=env" (keys only when
+// every use names them).
 func usesOf(spec *corev1.PodSpec) string {
-	uses := map[string]string{} // "Kind/name" → strongest use
-	add := func(kind, name, use string) {
+	type acc struct {
+		ways map[string]bool
+		keys map[string]bool
+		all  bool
+	}
+	uses := map[string]*acc{} // "Kind/name"
+	add := func(kind, name, way string, keys ...string) {
 		if name == "" {
 			return
 		}
 		k := kind + "/" + name
-		if prev, ok := uses[k]; !ok || prev != useMount && use == useMount || prev == useEnv && use == useSubPath {
-			uses[k] = use
+		a := uses[k]
+		if a == nil {
+			a = &acc{ways: map[string]bool{}, keys: map[string]bool{}}
+			uses[k] = a
 		}
+		a.ways[way] = true
+		if len(keys) == 0 {
+			a.all = true
+		}
+		for _, key := range keys {
+			a.keys[key] = true
+		}
+	}
+	itemKeys := func(items []corev1.KeyToPath) []string {
+		out := make([]string, 0, len(items))
+		for _, it := range items {
+			out = append(out, it.Key)
+		}
+		return out
 	}
 	subPathOnly := map[string]bool{} // volume → every mount of it uses subPath
 	containers := append(slices.Clone(spec.InitContainers), spec.Containers...)
@@ -66,10 +99,10 @@ func usesOf(spec *corev1.PodSpec) string {
 				continue
 			}
 			if r := e.ValueFrom.ConfigMapKeyRef; r != nil {
-				add(kindConfigMap, r.Name, useEnv)
+				add(kindConfigMap, r.Name, useEnv, r.Key)
 			}
 			if r := e.ValueFrom.SecretKeyRef; r != nil {
-				add(kindSecret, r.Name, useEnv)
+				add(kindSecret, r.Name, useEnv, r.Key)
 			}
 		}
 		for _, e := range c.EnvFrom {
@@ -82,44 +115,52 @@ func usesOf(spec *corev1.PodSpec) string {
 		}
 	}
 	for _, v := range spec.Volumes {
-		use := useMount
+		way := useMount
 		if subPathOnly[v.Name] {
-			use = useSubPath
+			way = useSubPath
 		}
 		switch {
 		case v.ConfigMap != nil:
-			add(kindConfigMap, v.ConfigMap.Name, use)
+			add(kindConfigMap, v.ConfigMap.Name, way, itemKeys(v.ConfigMap.Items)...)
 		case v.Secret != nil:
-			add(kindSecret, v.Secret.SecretName, use)
+			add(kindSecret, v.Secret.SecretName, way, itemKeys(v.Secret.Items)...)
 		case v.Projected != nil:
 			for _, src := range v.Projected.Sources {
 				if src.ConfigMap != nil {
-					add(kindConfigMap, src.ConfigMap.Name, use)
+					add(kindConfigMap, src.ConfigMap.Name, way, itemKeys(src.ConfigMap.Items)...)
 				}
 				if src.Secret != nil {
-					add(kindSecret, src.Secret.Name, use)
+					add(kindSecret, src.Secret.Name, way, itemKeys(src.Secret.Items)...)
 				}
 			}
 		}
 	}
 	parts := make([]string, 0, len(uses))
 	for _, k := range slices.Sorted(maps.Keys(uses)) {
-		parts = append(parts, k+"="+uses[k])
+		a := uses[k]
+		part := k + "=" + strings.Join(slices.Sorted(maps.Keys(a.ways)), "+")
+		if !a.all {
+			part += ":" + strings.Join(slices.Sorted(maps.Keys(a.keys)), ";")
+		}
+		parts = append(parts, part)
 	}
 	return strings.Join(parts, ",")
 }
 
-// configUse is one config object a workload uses.
-type configUse struct{ kind, name, use string }
-
 func parseUses(s string) []configUse {
 	var out []configUse
 	for part := range strings.SplitSeq(s, ",") {
-		ref, use, ok := strings.Cut(part, "=")
+		ref, how, ok := strings.Cut(part, "=")
 		kind, name, ok2 := strings.Cut(ref, "/")
-		if ok && ok2 {
-			out = append(out, configUse{kind: kind, name: name, use: use})
+		if !ok || !ok2 {
+			continue
 		}
+		ways, keys, named := strings.Cut(how, ":")
+		u := configUse{kind: kind, name: name, ways: strings.Split(ways, "+")}
+		if named {
+			u.keys = strings.Split(keys, ";")
+		}
+		out = append(out, u)
 	}
 	return out
 }
@@ -306,6 +347,9 @@ func (s *Source) configChanges(w workload, since, until time.Time) []sources.Cha
 		if !ok || !isConfig || c.changedAt.Before(since) || c.changedAt.After(until) {
 			continue
 		}
+		if u.keys != nil && c.changedKeys != nil && !slices.ContainsFunc(c.changedKeys, func(k string) bool { return slices.Contains(u.keys, k) }) {
+			continue // keys this workload does not read
+		}
 		if revs == nil {
 			revs = s.revisions(w)
 		}
@@ -319,7 +363,7 @@ func (s *Source) configChanges(w workload, since, until time.Time) []sources.Cha
 			ID:        u.kind + "/" + c.Namespace + "/" + c.Name + "@" + c.changedAt.Format(time.RFC3339),
 			StartedAt: c.changedAt, Status: sources.StatusSucceeded,
 			Objects: []sources.Object{{Kind: u.kind, Namespace: c.Namespace, Name: c.Name, Keys: c.changedKeys, Created: c.created}},
-			Detail:  pickup(u.use, subj.Short(), c.changedAt, revs, verb, s.now()),
+			Detail:  pickup(u, subj.Short(), c.changedAt, revs, verb, s.now()),
 		}
 		out = append(out, ch)
 	}
@@ -330,16 +374,19 @@ func (s *Source) configChanges(w workload, since, until time.Time) []sources.Cha
 // volume is updated in place (the kubelet's sync, about a minute); env and
 // subPath mounts only when the pods are replaced, which a revision created
 // after the change did.
-func pickup(use, workload string, changed time.Time, revs []revision, verb string, now time.Time) string {
-	var b bytes.Buffer
-	switch use {
-	case useMount:
-		b.WriteString("mounted by " + workload)
-	case useSubPath:
-		b.WriteString("mounted with subPath by " + workload)
-	default:
-		b.WriteString("read as env by " + workload)
+func pickup(u configUse, workload string, changed time.Time, revs []revision, verb string, now time.Time) string {
+	var how []string
+	if u.uses(useMount) {
+		how = append(how, "mounted")
 	}
+	if u.uses(useSubPath) {
+		how = append(how, "mounted with subPath")
+	}
+	if u.uses(useEnv) {
+		how = append(how, "read as env")
+	}
+	var b strings.Builder
+	b.WriteString(strings.Join(how, " and ") + " by " + workload)
 	var after *revision
 	for i := range revs {
 		if !revs[i].created.Before(changed) {
@@ -347,15 +394,18 @@ func pickup(use, workload string, changed time.Time, revs []revision, verb strin
 			break
 		}
 	}
+	inPlace := !u.uses(useSubPath) && !u.uses(useEnv)
 	switch {
 	case after != nil:
 		b.WriteString("; rolled out since as rev " + strconv.FormatInt(after.number, 10))
-	case use == useMount && now.Sub(changed) < time.Minute:
+	case inPlace && now.Sub(changed) < time.Minute:
 		b.WriteString("; the pods pick it up within about a minute (no restart)")
-	case use == useMount:
+	case inPlace:
 		b.WriteString("; updated in the pods in place (no restart)")
 	case verb == "created":
 		b.WriteString("; not rolled out since")
+	case u.uses(useMount):
+		b.WriteString("; not rolled out (pods older than the edit; the mounted files update in place)")
 	default:
 		b.WriteString("; not rolled out (pods older than the edit)")
 	}

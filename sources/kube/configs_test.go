@@ -3,6 +3,7 @@ package kube
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/whatchanged/whatchanged/sources"
 )
 
 func TestUsesOfReadsVolumesProjectedEnvAndSubPath(t *testing.T) {
@@ -36,11 +40,13 @@ func TestUsesOfReadsVolumesProjectedEnvAndSubPath(t *testing.T) {
 		},
 	}
 	got := usesOf(spec)
-	want := "ConfigMap/app-env=mount,ConfigMap/nginx=subpath,ConfigMap/pricing-config=mount,Secret/db=env,Secret/tls=mount"
+	want := "ConfigMap/app-env=env+mount,ConfigMap/nginx=subpath,ConfigMap/pricing-config=mount,Secret/db=env:password,Secret/tls=mount"
 	if got != want {
 		t.Errorf("uses\n got %s\nwant %s", got, want)
 	}
-	if back := parseUses(got); len(back) != 5 || back[1] != (configUse{kind: kindConfigMap, name: "nginx", use: useSubPath}) {
+	back := parseUses(got)
+	if len(back) != 5 || back[1].name != "nginx" || !back[1].uses(useSubPath) || back[1].keys != nil ||
+		!slices.Equal(back[3].keys, []string{"password"}) || !back[0].uses(useEnv) || !back[0].uses(useMount) {
 		t.Errorf("parsed %+v", back)
 	}
 }
@@ -173,5 +179,42 @@ func TestSplitFluxRevision(t *testing.T) {
 		if ref, sha := splitFluxRevision(rev); ref != want[0] || sha != want[1] {
 			t.Errorf("%s: %q %q, want %q", rev, ref, sha, want)
 		}
+	}
+}
+
+// A workload reading one key of a shared ConfigMap is not told of edits
+// to the others (when the edit's keys are known).
+func TestConfigEditOfKeysTheWorkloadDoesNotRead(t *testing.T) {
+	created := metav1.NewTime(t0.Add(-30 * 24 * time.Hour))
+	edited := metav1.NewTime(t0.Add(-4 * time.Minute))
+	shared := func(name, key string) *corev1.ConfigMap {
+		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, UID: types.UID("cm-" + name), CreationTimestamp: created,
+			ManagedFields: []metav1.ManagedFieldsEntry{
+				{Manager: "helm", Time: &created, FieldsV1: fieldsFor("DB_HOST", "FEATURE_X")},
+				{Manager: "kubectl-edit", Time: &edited, FieldsV1: fieldsFor(key)}}},
+			Data: map[string]string{"DB_HOST": "db", "FEATURE_X": "on"}}
+	}
+	d := deployment("shop", "api", "uid-api", map[string]string{"app": "api"}, nil, "acme/api:1")
+	d.Spec.Template.Spec.Containers[0].Env = append(d.Spec.Template.Spec.Containers[0].Env,
+		corev1.EnvVar{Name: "DB_HOST", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: "shared"}, Key: "DB_HOST"}}},
+		corev1.EnvVar{Name: "DB_HOST2", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: "shared2"}, Key: "DB_HOST"}}})
+	s := newFake(t, Config{}, nil, d, shared("shared", "FEATURE_X"), shared("shared2", "DB_HOST"))
+	s.now = func() time.Time { return t0 }
+	since, until := window()
+	chs, err := s.Changes(context.Background(), sources.Query{Subject: sources.Subject{Namespace: "shop", Kind: "Deployment", Name: "api"}, Since: since, Until: until})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range chs {
+		if c.Kind == sources.KindConfig {
+			got = append(got, c.Objects[0].Name+":"+strings.Join(c.Objects[0].Keys, ";")+" / "+c.Detail)
+		}
+	}
+	want := []string{"shared2:DB_HOST / read as env by shop/api; not rolled out (pods older than the edit)"}
+	if !slices.Equal(got, want) {
+		t.Errorf("config changes\n got %q\nwant %q", got, want)
 	}
 }

@@ -152,6 +152,9 @@ func (s *Source) fluxChanges(w workload, since, until time.Time) []sources.Chang
 	if subj.Repo == "" {
 		subj.Repo = sources.NormalizeRepo(repo)
 	}
+	if repo == "" {
+		repo = subj.Repo // the workload's repo annotation, without a GitRepository
+	}
 	mk := func(rev string, start, finish time.Time, failed bool) sources.Change {
 		ref, sha := splitFluxRevision(rev)
 		ch := sources.Change{
@@ -183,12 +186,18 @@ func (s *Source) fluxChanges(w workload, since, until time.Time) []sources.Chang
 					ch.ID = "flux/" + kind + "/" + owner.Namespace + "/" + owner.Name + "@" + strconv.Itoa(h.HelmRevision)
 				}
 			}
-			if i+1 < len(owner.History) {
-				_, prev := splitFluxRevision(owner.History[i+1].Revision)
+			// What it replaced: the next older commit (Flux keeps an entry
+			// per digest and status, so the same commit may come next).
+			for _, older := range owner.History[i+1:] {
+				_, prev := splitFluxRevision(older.Revision)
+				if prev == ch.Revision {
+					continue
+				}
 				ch.PreviousRevision = prev
 				if prev != "" && ch.Revision != "" {
 					ch.CompareURL = sources.CompareURL(repo, prev, ch.Revision)
 				}
+				break
 			}
 			out = append(out, ch)
 		}

@@ -183,12 +183,19 @@ func (s *Source) helmChanges(w workload, since, until time.Time) []sources.Chang
 		}
 		ch := sources.Change{
 			Source: s.name, Kind: sources.KindHelm, ID: "helm/" + ns + "/" + release + "@" + strconv.Itoa(r.Revision),
-			Subject:  sources.Subject{Namespace: ns, App: release},
+			Subject:  sources.Subject{Namespace: ns, App: release, Cluster: s.cfg.Cluster},
 			Revision: strconv.Itoa(r.Revision), Version: r.AppVersion, Chart: r.Chart,
 			StartedAt: r.LastDeployed, Message: r.Description, Status: helmStatus(r.Status),
 		}
-		if ch.Status != sources.StatusInProgress && r.Written.After(r.LastDeployed) {
+		// The record's last write ends a current release (marked deployed or
+		// failed once its resources were applied or waited for); a
+		// superseded one is written again when the next upgrade runs,
+		// which says nothing of when it finished.
+		if (r.Status == "deployed" || r.Status == "failed") && r.Written.After(r.LastDeployed) {
 			ch.FinishedAt = r.Written
+		}
+		if next := byRev[r.Revision+1]; next != nil && !ch.FinishedAt.IsZero() && ch.FinishedAt.After(next.LastDeployed) {
+			ch.FinishedAt = next.LastDeployed
 		}
 		if prev := byRev[r.Revision-1]; prev != nil {
 			ch.PreviousRevision = strconv.Itoa(prev.Revision)

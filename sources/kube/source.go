@@ -123,6 +123,8 @@ var (
 	_ sources.Source          = (*Source)(nil)
 	_ sources.Starter         = (*Source)(nil)
 	_ sources.SubjectResolver = (*Source)(nil)
+	_ sources.Clustered       = (*Source)(nil)
+	_ sources.Aliased         = (*Source)(nil)
 )
 
 // New builds the source; it does no I/O until Start.
@@ -134,6 +136,12 @@ func New(name string, cfg Config, clients Clients, log *slog.Logger) *Source {
 }
 
 func (s *Source) Name() string { return s.name }
+
+// Aliases: Flux syncs are told as Flux's, not the Kubernetes source's.
+func (s *Source) Aliases() []string { return []string{fluxSource} }
+
+// Cluster is the cluster this source reads ("" when it is the only one).
+func (s *Source) Cluster() string { return s.cfg.Cluster }
 
 // Ready reports whether every informer has synced once.
 func (s *Source) Ready() bool {

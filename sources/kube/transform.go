@@ -43,7 +43,7 @@ type transformer struct {
 func newTransformer(cfg Config) *transformer {
 	return &transformer{keepAnnotations: map[string]bool{
 		annRevision: true, annRevisionHistory: true, annChangeCause: true, annRolloutRevision: true,
-		annTrackingID: true, annHelmRelease: true, annImages: true, annUpdated: true, cfg.RepoAnnotation: true,
+		annTrackingID: true, annHelmRelease: true, annHelmNamespace: true, annImages: true, annUpdated: true, cfg.RepoAnnotation: true,
 	}}
 }
 

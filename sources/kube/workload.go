@@ -231,7 +231,7 @@ func (s *Source) appAliases(m metav1.Object) []string {
 // subjectOf is the subject a workload's changes carry.
 func (s *Source) subjectOf(w workload) sources.Subject {
 	subj := sources.Subject{
-		Namespace: w.meta.GetNamespace(), Kind: w.kind, Name: w.meta.GetName(),
+		Namespace: w.meta.GetNamespace(), Kind: w.kind, Name: w.meta.GetName(), Cluster: s.cfg.Cluster,
 		Repo: sources.NormalizeRepo(w.meta.GetAnnotations()[s.cfg.RepoAnnotation]),
 	}
 	if apps := s.appAliases(w.meta); len(apps) > 0 {

@@ -107,7 +107,6 @@ func denied(t *testing.T, rc *rest.Config, ns string) {
 	_, checks["patch service"] = cs.CoreV1().Services(ns).Patch(c, "x", "application/merge-patch+json", []byte(`{}`), metav1.PatchOptions{})
 	_, checks["list secrets"] = cs.CoreV1().Secrets(ns).List(c, metav1.ListOptions{})
 	_, checks["get secret"] = cs.CoreV1().Secrets(ns).Get(c, "x", metav1.GetOptions{})
-	_, checks["list configmaps"] = cs.CoreV1().ConfigMaps(ns).List(c, metav1.ListOptions{})
 	_, checks["list nodes"] = cs.CoreV1().Nodes().List(c, metav1.ListOptions{})
 	_, checks["list namespaces"] = cs.CoreV1().Namespaces().List(c, metav1.ListOptions{})
 	_, checks["list jobs"] = cs.BatchV1().Jobs(ns).List(c, metav1.ListOptions{})

@@ -28,6 +28,8 @@ type AlertAnswer struct {
 	Ranking     []Change          `json:"ranking"`
 	Suspect     *Change           `json:"suspect"`
 	Annotations map[string]string `json:"annotations"`
+
+	body []byte // the whole /debug/enrich answer (hidden: checks it)
 }
 
 // Change is a change as whatchanged renders it (sources/change.go), with
@@ -52,18 +54,27 @@ type Change struct {
 		From      string `json:"from"`
 		To        string `json:"to"`
 	} `json:"images"`
-	StartedAt   time.Time `json:"startedAt"`
-	FinishedAt  time.Time `json:"finishedAt"`
-	Status      string    `json:"status"`
-	Author      string    `json:"author"`
-	DeployedBy  string    `json:"deployedBy"`
-	Message     string    `json:"message"`
-	URL         string    `json:"url"`
-	CompareURL  string    `json:"compareUrl"`
-	Sources     []string  `json:"sources"`
-	Relation    string    `json:"relation"`
-	Score       float64   `json:"score"`
-	BeforeStart string    `json:"beforeStart"`
+	StartedAt  time.Time `json:"startedAt"`
+	FinishedAt time.Time `json:"finishedAt"`
+	Status     string    `json:"status"`
+	Author     string    `json:"author"`
+	DeployedBy string    `json:"deployedBy"`
+	Message    string    `json:"message"`
+	URL        string    `json:"url"`
+	CompareURL string    `json:"compareUrl"`
+	Sources    []string  `json:"sources"`
+	Chart      string    `json:"chart"`
+	Objects    []struct {
+		Kind      string   `json:"kind"`
+		Namespace string   `json:"namespace"`
+		Name      string   `json:"name"`
+		Keys      []string `json:"keys"`
+		Created   bool     `json:"created"`
+	} `json:"objects"`
+	Detail      string  `json:"detail"`
+	Relation    string  `json:"relation"`
+	Score       float64 `json:"score"`
+	BeforeStart string  `json:"beforeStart"`
 
 	raw json.RawMessage
 }

@@ -18,6 +18,9 @@ type Expect struct {
 	Summary    []string      `yaml:"summary"`
 	Error      ErrorExpect   `yaml:"error"`
 	Resolution []string      `yaml:"resolution"`
+	// Hidden are strings (a Secret's values) that must appear nowhere:
+	// not in the answer, its explanation, nor whatchanged's log.
+	Hidden []string `yaml:"hidden"`
 }
 
 // SuspectExpect is a change matcher plus substrings of the suspect line, or
@@ -93,13 +96,17 @@ type Matcher struct {
 	Relation   string   `yaml:"relation"`
 	Sources    []string `yaml:"sources"`
 	After      *bool    `yaml:"after"`
-	Text       string   `yaml:"text"` // substring of the change's JSON
+	Text       string   `yaml:"text"`   // substring of the change's JSON
+	Chart      string   `yaml:"chart"`  // substring of the Helm chart (name-version)
+	Object     string   `yaml:"object"` // Kind/name of a changed config object
+	Keys       []string `yaml:"keys"`   // with object: exactly its changed keys ([] : none known)
+	Detail     string   `yaml:"detail"` // substring of how the change reached the workload
 }
 
 func (m Matcher) empty() bool {
 	return m.Source == "" && m.Kind == "" && m.Workload == "" && m.App == "" && m.Revision == "" && m.Version == "" &&
 		m.Image == "" && m.Author == "" && m.DeployedBy == nil && m.Status == "" && m.Relation == "" &&
-		len(m.Sources) == 0 && m.After == nil && m.Text == ""
+		len(m.Sources) == 0 && m.After == nil && m.Text == "" && m.Chart == "" && m.Object == "" && m.Detail == ""
 }
 
 // mismatch says which field of m does not hold for c ("" when all hold).
@@ -154,6 +161,28 @@ func (m Matcher) mismatch(c *Change, startsAt time.Time) string {
 	if m.Text != "" {
 		check("text", m.Text, "…", strings.Contains(string(c.raw), m.Text))
 	}
+	if m.Chart != "" {
+		check("chart", m.Chart, c.Chart, strings.Contains(c.Chart, m.Chart))
+	}
+	if m.Detail != "" {
+		check("detail", m.Detail, c.Detail, strings.Contains(c.Detail, m.Detail))
+	}
+	if m.Object != "" {
+		var names []string
+		found := false
+		for _, o := range c.Objects {
+			names = append(names, fmt.Sprintf("%s/%s%v", o.Kind, o.Name, o.Keys))
+			if o.Kind+"/"+o.Name != m.Object {
+				continue
+			}
+			found = true
+			if m.Keys != nil {
+				got := strings.Join(o.Keys, ",")
+				check("keys", strings.Join(m.Keys, ","), got, got == strings.Join(m.Keys, ","))
+			}
+		}
+		check("object", m.Object, strings.Join(names, " "), found)
+	}
 	return strings.Join(bad, ", ")
 }
 
@@ -167,7 +196,7 @@ func (m Matcher) MarshalJSON() ([]byte, error) {
 	out := map[string]any{}
 	for k, v := range map[string]string{"source": m.Source, "kind": m.Kind, "workload": m.Workload, "app": m.App,
 		"revision": m.Revision, "version": m.Version, "image": m.Image, "author": m.Author, "status": m.Status,
-		"relation": m.Relation, "text": m.Text} {
+		"relation": m.Relation, "text": m.Text, "chart": m.Chart, "object": m.Object, "detail": m.Detail} {
 		if v != "" {
 			out[k] = v
 		}
@@ -180,6 +209,9 @@ func (m Matcher) MarshalJSON() ([]byte, error) {
 	}
 	if m.After != nil {
 		out["after"] = *m.After
+	}
+	if m.Keys != nil {
+		out["keys"] = m.Keys
 	}
 	return json.Marshal(out)
 }
@@ -264,6 +296,11 @@ func check(sc *Scenario, a *AlertAnswer, startsAt time.Time) *Verdict {
 	for _, s := range e.Error.Substr {
 		if !strings.Contains(ann["whatchanged_error"], s) {
 			v.fail("error: want %q in %q", s, ann["whatchanged_error"])
+		}
+	}
+	for _, h := range e.Hidden {
+		if strings.Contains(string(a.body), h) {
+			v.fail("hidden: %q appears in the answer", h)
 		}
 	}
 	steps := a.resolutionText()

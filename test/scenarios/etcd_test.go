@@ -87,8 +87,9 @@ func etcdKeys(ctx context.Context, prefix string) ([]string, error) {
 }
 
 // backdate rewrites the stored object's metadata.creationTimestamp, and
-// the times of its managedFields entries (when each manager last wrote it).
-func backdate(ctx context.Context, key string, at, updated time.Time) error {
+// the times of its managedFields entries (when each manager last wrote
+// it): managers' own time where given, else updated.
+func backdate(ctx context.Context, key string, at, updated time.Time, managers map[string]time.Time) error {
 	value, ok, err := etcdGet(ctx, key)
 	if err != nil {
 		return err
@@ -113,7 +114,11 @@ func backdate(ctx context.Context, key string, at, updated time.Time) error {
 	if mf, ok := meta["managedFields"].([]any); ok {
 		for _, e := range mf {
 			if entry, ok := e.(map[string]any); ok {
-				entry["time"] = updated.UTC().Format(time.RFC3339)
+				t, ok := managers[fmt.Sprint(entry["manager"])]
+				if !ok || entry["subresource"] != nil {
+					t = updated
+				}
+				entry["time"] = t.UTC().Format(time.RFC3339)
 			}
 		}
 	}

@@ -7,10 +7,12 @@ import (
 	"hash/fnv"
 	"maps"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -63,6 +65,9 @@ type created struct {
 	// a rollback's reused ReplicaSet or ControllerRevision got its new
 	// revision then. Zero: at.
 	updated time.Time
+	// managers are when each field manager last wrote the object, where
+	// they differ (a ConfigMap created by one and edited by another).
+	managers map[string]time.Time
 }
 
 // cluster is one scenario's objects in the control plane.
@@ -106,6 +111,21 @@ func setupKube(ctx context.Context, sc *Scenario, startsAt time.Time) (*cluster,
 			return c, err
 		}
 	}
+	for _, o := range sc.ConfigMaps {
+		if err := c.config(ctx, kindConfigMap, o); err != nil {
+			return c, fmt.Errorf("configMap %s/%s: %w", o.Namespace, o.Name, err)
+		}
+	}
+	for _, o := range sc.Secrets {
+		if err := c.config(ctx, kindSecret, o); err != nil {
+			return c, fmt.Errorf("secret %s/%s: %w", o.Namespace, o.Name, err)
+		}
+	}
+	for _, h := range sc.Helm {
+		if err := c.helmRelease(ctx, h); err != nil {
+			return c, fmt.Errorf("helm release %s/%s: %w", h.Namespace, h.Name, err)
+		}
+	}
 	return c, c.backdateAll(ctx)
 }
 
@@ -127,6 +147,12 @@ func (c *cluster) namespaces(ctx context.Context, sc *Scenario) error {
 		if ns, _, _ := unstructured.NestedString(o.Obj, "metadata", "namespace"); ns != "" {
 			set[ns] = true
 		}
+	}
+	for _, o := range append(append([]ConfigObject{}, sc.ConfigMaps...), sc.Secrets...) {
+		set[o.Namespace] = true
+	}
+	for _, h := range sc.Helm {
+		set[h.Namespace] = true
 	}
 	for ns := range set {
 		if err := ensureNamespace(ctx, ns); err != nil {
@@ -254,9 +280,22 @@ func (c *cluster) object(ctx context.Context, o Object) error {
 	if mapping.Scope.Name() == "namespace" {
 		ri = dyn.Resource(mapping.Resource).Namespace(u.GetNamespace())
 	}
+	u.Object = withTimes(u.Object, c.startsAt).(map[string]any)
+	status, hasStatus := u.Object["status"]
 	out, err := ri.Create(ctx, u, metav1.CreateOptions{FieldValidation: "Strict"})
 	if err != nil {
 		return fmt.Errorf("objects: create %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+	}
+	// A resource with a status subresource drops status on create (or
+	// keeps only its defaults): its controller writes it (Flux's toolkit
+	// controllers, for their kinds).
+	if hasStatus && !equality.Semantic.DeepEqual(out.Object["status"], status) {
+		out.Object["status"] = status
+		manager := strings.SplitN(mapping.Resource.Group, ".", 2)[0] + "-controller" // kustomize-controller, helm-controller, source-controller
+		ri := dyn.Resource(mapping.Resource).Namespace(out.GetNamespace())
+		if _, err := ri.UpdateStatus(ctx, out, metav1.UpdateOptions{FieldValidation: "Strict", FieldManager: manager}); err != nil {
+			return fmt.Errorf("objects: status of %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+		}
 	}
 	c.objects = append(c.objects, created{gvr: mapping.Resource, namespace: out.GetNamespace(), name: out.GetName(),
 		apiVersion: out.GetAPIVersion(), kind: out.GetKind(), at: at})
@@ -276,7 +315,7 @@ func (c *cluster) backdateAll(ctx context.Context) error {
 			}
 			o.key = k
 		}
-		if err := backdate(ctx, o.key, o.at, cmpTime(o.updated, o.at)); err != nil {
+		if err := backdate(ctx, o.key, o.at, cmpTime(o.updated, o.at), o.managers); err != nil {
 			return fmt.Errorf("back-date %s %s/%s: %w", o.kind, o.namespace, o.name, err)
 		}
 	}

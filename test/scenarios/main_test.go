@@ -74,6 +74,12 @@ func run(m *testing.M) (int, error) {
 	// shape (TestFakeApplicationShape). Objects are stored as JSON so the
 	// runner can back-date them in etcd (etcd.go).
 	env = controlplane.Environment(filepath.Join("..", "testdata"))
+	// Flux's Kustomization, HelmRelease and GitRepository: whatchanged
+	// reads Flux syncs when they are served.
+	env.CRDInstallOptions.Paths = append(env.CRDInstallOptions.Paths,
+		filepath.Join("..", "testdata", "flux-kustomization-crd.yaml"),
+		filepath.Join("..", "testdata", "flux-helmrelease-crd.yaml"),
+		filepath.Join("..", "testdata", "flux-gitrepository-crd.yaml"))
 	env.ControlPlane.GetAPIServer().Configure().Set("storage-media-type", "application/json")
 	start := time.Now()
 	if _, err := env.Start(); err != nil {

@@ -41,6 +41,9 @@ func TestScenarios(t *testing.T) {
 				}
 				t.Error(msg)
 			}
+			if v.Right() && testing.Verbose() { // what a right answer looks like, for whoever writes the next scenario
+				t.Logf("whatchanged answered:\n%s", indent(v.Explanation, "  "))
+			}
 			t.Logf("%s in %s", sc.Name, time.Since(start).Round(time.Millisecond))
 		})
 	}
@@ -107,6 +110,11 @@ func runScenario(t *testing.T, sc *Scenario) *Verdict {
 		return v
 	}
 	v = check(sc, answer, startsAt)
+	for _, h := range sc.Expect.Hidden {
+		if strings.Contains(wc.log.String(), h) {
+			v.fail("hidden: %q appears in whatchanged's log", h)
+		}
+	}
 	for _, p := range append(argo.problems(), gh.problems()...) {
 		v.fail("%s", p)
 	}
@@ -157,6 +165,8 @@ sources:
   kubernetes:
     enabled: true
     kubeconfig: %s
+    secrets: true     # the Secrets workloads use (key names only)
+    helm: true        # Helm release records
   argocd:
     enabled: true
     server: %s
@@ -316,7 +326,9 @@ func (wc *whatchanged) enrich(ctx context.Context, a Alert, startsAt time.Time) 
 	if len(resp.Explanation.Alerts) != 1 {
 		return nil, fmt.Errorf("/debug/enrich explained %d alerts, want 1: %s", len(resp.Explanation.Alerts), out)
 	}
-	return &resp.Explanation.Alerts[0], nil
+	answer := &resp.Explanation.Alerts[0]
+	answer.body = out
+	return answer, nil
 }
 
 // lockedWriter is the process's log: written by its output pipe while a

@@ -26,6 +26,9 @@ type Scenario struct {
 	Pods        []Pod          `yaml:"pods"`
 	Services    []Service      `yaml:"services"`
 	Objects     []Object       `yaml:"objects"`
+	ConfigMaps  []ConfigObject `yaml:"configMaps"`
+	Secrets     []ConfigObject `yaml:"secrets"`
+	Helm        []HelmRelease  `yaml:"helmReleases"`
 	ArgoCD      ArgoCD         `yaml:"argocd"`
 	GitHub      GitHub         `yaml:"github"`
 	Changes     []PushedChange `yaml:"changes"`
@@ -48,6 +51,10 @@ type Workload struct {
 	Status         string            `yaml:"status"`
 	StatusAt       *Offset           `yaml:"statusAt"`
 	Replicas       *int32            `yaml:"replicas"`
+	// PodSpec is a pod spec fragment every revision's template gets:
+	// `volumes`, and `containers` (by name, among the images) with
+	// `env`, `envFrom` and `volumeMounts`.
+	PodSpec map[string]any `yaml:"podSpec"`
 }
 
 type Revision struct {
@@ -57,6 +64,10 @@ type Revision struct {
 	Hash        string `yaml:"hash"`
 	ChangeCause string `yaml:"changeCause"`
 	Reuses      int64  `yaml:"reuses"`
+	// TemplateAnnotations are the revision's pod-template annotations (a
+	// chart's checksum/config); restartedAt is `kubectl rollout restart`'s.
+	TemplateAnnotations map[string]string `yaml:"templateAnnotations"`
+	RestartedAt         *Offset           `yaml:"restartedAt"`
 }
 
 // Images is `{container: image}` in the order written: the order of the
@@ -114,7 +125,73 @@ func (o *Object) UnmarshalYAML(n *yaml.Node) error {
 		o.At = &off
 		delete(o.Obj, "at")
 	}
-	return nil
+	var bad error
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for _, e := range x {
+				walk(e)
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		case string:
+			for _, m := range timeRef.FindAllStringSubmatch(x, -1) {
+				if _, err := ParseOffset(m[1]); err != nil && bad == nil {
+					bad = fmt.Errorf("line %d: %s: %w", n.Line, m[0], err)
+				}
+			}
+		}
+	}
+	walk(o.Obj)
+	return bad
+}
+
+// ConfigObject is a ConfigMap or Secret: its data as created, then each
+// later write (oldest first) by its field manager, so the API server's
+// managedFields say who last wrote which key and when.
+type ConfigObject struct {
+	Namespace   string            `yaml:"namespace"`
+	Name        string            `yaml:"name"`
+	Type        string            `yaml:"type"` // a Secret's type (default Opaque)
+	Labels      map[string]string `yaml:"labels"`
+	Annotations map[string]string `yaml:"annotations"`
+	Data        map[string]string `yaml:"data"` // a Secret's values as plain text
+	CreatedAt   *Offset           `yaml:"createdAt"`
+	Manager     string            `yaml:"manager"` // default kubectl-client-side-apply
+	Edits       []ConfigEdit      `yaml:"edits"`
+}
+
+// ConfigEdit is one later write: data keys set or removed, or metadata
+// only (labels, annotations).
+type ConfigEdit struct {
+	At          Offset            `yaml:"at"`
+	Manager     string            `yaml:"manager"` // default kubectl-edit
+	Data        map[string]string `yaml:"data"`
+	Remove      []string          `yaml:"remove"`
+	Labels      map[string]string `yaml:"labels"`
+	Annotations map[string]string `yaml:"annotations"`
+}
+
+// HelmRelease is a Helm 3 release's history as Helm's Secret storage
+// driver keeps it: one record per revision.
+type HelmRelease struct {
+	Name      string         `yaml:"name"`
+	Namespace string         `yaml:"namespace"`
+	Revisions []HelmRevision `yaml:"revisions"`
+}
+
+type HelmRevision struct {
+	Revision     int     `yaml:"revision"`
+	Chart        string  `yaml:"chart"` // the chart's name
+	ChartVersion string  `yaml:"chartVersion"`
+	AppVersion   string  `yaml:"appVersion"`
+	Status       string  `yaml:"status"`      // default: deployed for the last, superseded before
+	Description  string  `yaml:"description"` // default "Install complete" / "Upgrade complete"
+	At           Offset  `yaml:"at"`          // info.last_deployed: the record is written then
+	FinishedAt   *Offset `yaml:"finishedAt"`  // when Helm marked it deployed or failed (default: at)
 }
 
 type ArgoCD struct {
@@ -415,6 +492,35 @@ func (sc *Scenario) validate() error {
 			}
 			if r.Reuses == 0 && len(r.Images) == 0 {
 				bad("%s: revision %d has no images", where, r.Revision)
+			}
+		}
+	}
+	for i, c := range append(append([]ConfigObject{}, sc.ConfigMaps...), sc.Secrets...) {
+		if c.Namespace == "" || c.Name == "" {
+			bad("configMaps/secrets[%d]: namespace and name are required", i)
+		}
+		for j, e := range c.Edits {
+			if j > 0 && e.At.D < c.Edits[j-1].At.D {
+				bad("%s/%s: edits must be oldest first (edits[%d])", c.Namespace, c.Name, j)
+			}
+		}
+	}
+	for i, h := range sc.Helm {
+		where := fmt.Sprintf("helmReleases[%d] (%s/%s)", i, h.Namespace, h.Name)
+		if h.Namespace == "" || h.Name == "" || len(h.Revisions) == 0 {
+			bad("%s: namespace, name and at least one revision are required", where)
+		}
+		for j, r := range h.Revisions {
+			if r.Revision <= 0 || (j > 0 && r.Revision <= h.Revisions[j-1].Revision) {
+				bad("%s: revisions must be numbered 1, 2, … increasing (revisions[%d] is %d)", where, j, r.Revision)
+			}
+			if r.Chart == "" || r.ChartVersion == "" {
+				bad("%s: revision %d: chart and chartVersion are required", where, r.Revision)
+			}
+			switch r.Status {
+			case "", "deployed", "superseded", "failed", "pending-install", "pending-upgrade", "pending-rollback", "uninstalled":
+			default:
+				bad("%s: revision %d: status %q is not a Helm release status", where, r.Revision, r.Status)
 			}
 		}
 	}

@@ -1,9 +1,11 @@
 package scenarios_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -75,6 +77,15 @@ func (c *cluster) plan(w *Workload) (*plan, error) {
 			ObjectMeta: metav1.ObjectMeta{Labels: merged(p.selector, w.Labels, w.TemplateLabels)},
 			Spec:       corev1.PodSpec{Containers: containers(r.Images)},
 		}
+		if len(r.TemplateAnnotations) > 0 || r.RestartedAt != nil {
+			tmpl.Annotations = merged(r.TemplateAnnotations)
+			if r.RestartedAt != nil {
+				tmpl.Annotations["kubectl.kubernetes.io/restartedAt"] = r.RestartedAt.From(c.startsAt).Format(time.RFC3339)
+			}
+		}
+		if err := withPodSpec(&tmpl.Spec, w.PodSpec); err != nil {
+			return nil, fmt.Errorf("podSpec: %w", err)
+		}
 		hash := r.Hash
 		if hash == "" {
 			hash = templateHash(tmpl)
@@ -98,6 +109,38 @@ func (c *cluster) plan(w *Workload) (*plan, error) {
 		p.statusAt = w.StatusAt.From(c.startsAt)
 	}
 	return p, nil
+}
+
+// withPodSpec adds a workload's pod spec fragment to a revision's
+// template: its volumes, and each of its containers' env, envFrom and
+// volumeMounts to the container of that name. The fragment is decoded
+// strictly as a PodSpec, so a misspelt field is an error.
+func withPodSpec(spec *corev1.PodSpec, fragment map[string]any) error {
+	if len(fragment) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(fragment)
+	if err != nil {
+		return err
+	}
+	var frag corev1.PodSpec
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&frag); err != nil {
+		return err
+	}
+	spec.Volumes = append(spec.Volumes, frag.Volumes...)
+	for _, fc := range frag.Containers {
+		i := slices.IndexFunc(spec.Containers, func(c corev1.Container) bool { return c.Name == fc.Name })
+		if i < 0 {
+			return fmt.Errorf("container %q is not among the revision's images", fc.Name)
+		}
+		c := &spec.Containers[i]
+		c.Env = append(c.Env, fc.Env...)
+		c.EnvFrom = append(c.EnvFrom, fc.EnvFrom...)
+		c.VolumeMounts = append(c.VolumeMounts, fc.VolumeMounts...)
+	}
+	return nil
 }
 
 func containers(images Images) []corev1.Container {
@@ -435,10 +478,29 @@ func updateStatusTyped(ctx context.Context, gvr schema.GroupVersionResource, obj
 // templateMap is a pod template as the Rollout CRD's schema takes it
 // (metadata holds only labels and annotations there).
 func templateMap(t corev1.PodTemplateSpec) map[string]any {
-	return map[string]any{
-		"metadata": map[string]any{"labels": anyMap(t.Labels)},
-		"spec":     map[string]any{"containers": Images(imagesOf(t.Spec.Containers)).containerMaps()},
+	meta := map[string]any{"labels": anyMap(t.Labels)}
+	if len(t.Annotations) > 0 {
+		meta["annotations"] = anyMap(t.Annotations)
 	}
+	spec := map[string]any{"containers": Images(imagesOf(t.Spec.Containers)).containerMaps()}
+	if m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&t.Spec); err == nil && usesConfig(t.Spec) {
+		for _, c := range m["containers"].([]any) {
+			delete(c.(map[string]any), "resources") // written empty
+		}
+		spec = m
+	}
+	return map[string]any{"metadata": meta, "spec": spec}
+}
+
+// usesConfig: the template has more than containers and images (a
+// scenario's podSpec fragment).
+func usesConfig(s corev1.PodSpec) bool {
+	if len(s.Volumes) > 0 {
+		return true
+	}
+	return slices.ContainsFunc(s.Containers, func(c corev1.Container) bool {
+		return len(c.Env) > 0 || len(c.EnvFrom) > 0 || len(c.VolumeMounts) > 0
+	})
 }
 
 func imagesOf(cs []corev1.Container) []Container {
