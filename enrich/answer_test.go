@@ -295,3 +295,27 @@ func TestFluxSyncMergesWithItsRollout(t *testing.T) {
 		t.Errorf("compare link %q", a.Annotations["whatchanged_compare_url"])
 	}
 }
+
+func TestTimelineLinkToTheAlertsWorkloadAndHour(t *testing.T) {
+	r, _ := NewResolver(nil)
+	src := &staticSource{name: "kubernetes", changes: []sources.Change{rollout(api, "2", "ghcr.io/acme/api:2", t0.Add(-5*time.Minute))}}
+	e := New(Options{TimelineURL: "https://whatchanged.example.com/ui/"}, r, []SourceEntry{{Source: src}}, nil)
+	e.now = func() time.Time { return t0 }
+	t.Cleanup(e.StopProbes)
+	a := alert(map[string]string{"namespace": "shop", "deployment": "api", "cluster": "eu"})
+	e.Enrich(context.Background(), []*Alert{a}, nil)
+	want := "https://whatchanged.example.com/ui/?from=2026-11-21T09%3A14%3A00Z&namespace=shop&to=2026-11-21T11%3A14%3A00Z&workload=api"
+	if got := a.Annotations["whatchanged_timeline_url"]; got != want {
+		t.Errorf("timeline_url\n got %s\nwant %s", got, want)
+	}
+	if !strings.HasSuffix(a.Annotations["whatchanged_links"], "\ntimeline: "+want) && a.Annotations["whatchanged_links"] != "timeline: "+want {
+		t.Errorf("links %q", a.Annotations["whatchanged_links"])
+	}
+	// Without an external URL: no link.
+	e2 := newTestEnricher(t, Options{}, nil, SourceEntry{Source: src})
+	b := alert(map[string]string{"namespace": "shop", "deployment": "api"})
+	e2.Enrich(context.Background(), []*Alert{b}, nil)
+	if _, ok := b.Annotations["whatchanged_timeline_url"]; ok {
+		t.Errorf("timeline link without an external URL: %v", b.Annotations)
+	}
+}

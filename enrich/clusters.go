@@ -31,6 +31,15 @@ type Clusters struct {
 	deflt string
 }
 
+// ClusterError names the cluster and matcher that do not compile.
+type ClusterError struct {
+	Index int
+	Key   string
+	Err   error
+}
+
+func (e *ClusterError) Error() string { return fmt.Sprintf("clusters[%d].%s: %v", e.Index, e.Key, e.Err) }
+
 // NewClusters compiles the specs; a bad matcher is reported with its key
 // (clusters[i].match_re.<label>).
 func NewClusters(label string, specs []ClusterSpec) (*Clusters, error) {
@@ -50,7 +59,7 @@ func NewClusters(label string, specs []ClusterSpec) (*Clusters, error) {
 		}
 		re, key, err := compileMatchRE(sp.MatchRE)
 		if err != nil {
-			return nil, fmt.Errorf("clusters[%d].%s: %w", i, key, err)
+			return nil, &ClusterError{Index: i, Key: key, Err: err}
 		}
 		cr.re = re
 		c.list = append(c.list, cr)

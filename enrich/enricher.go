@@ -34,6 +34,10 @@ type Options struct {
 	MaxAddedBytes int `yaml:"max_added_bytes"`
 	// Annotations turns the optional annotations on and off.
 	Annotations AnnotationOptions `yaml:"annotations"`
+	// TimelineURL is the timeline page as the on-call reaches it
+	// (server.external_url + "/ui/"); when set, each alert links to it,
+	// filtered to its workload and window.
+	TimelineURL string `yaml:"-"`
 }
 
 // AnnotationOptions say which optional annotations are written.
@@ -161,6 +165,17 @@ func (e *Enricher) WithLog(log *slog.Logger) *Enricher {
 	}
 	return e
 }
+
+// Resolve is the subject of an alert with these labels, as the pipeline
+// resolves it (the alert history keeps it, so a timeline can be filtered
+// by workload and app).
+func (e *Enricher) Resolve(labels map[string]string) sources.Subject {
+	s, _ := e.resolver.Resolve(labels)
+	return s
+}
+
+// AnnotationPrefix starts the name of every annotation e writes.
+func (e *Enricher) AnnotationPrefix() string { return e.opts.AnnotationPrefix }
 
 // Report explains one enrichment: for each alert, how its subject was
 // resolved, what every source answered and how changes were ranked.
@@ -396,7 +411,7 @@ func (e *Enricher) run(ctx context.Context, alerts []*Alert, skip func(*Alert) s
 			memo[k] = m
 		}
 		if m.ours == nil {
-			m.ours = e.annotations(*w.subject, m.rk, m.errs)
+			m.ours = e.annotations(*w.subject, w.window, m.rk, m.errs)
 			for k, v := range m.ours {
 				m.size += len(k) + len(v) + 6
 			}

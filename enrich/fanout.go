@@ -1,10 +1,12 @@
 package enrich
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"maps"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -197,4 +199,70 @@ func (e *Enricher) deadline(entry SourceEntry) time.Duration {
 		return entry.Timeout
 	}
 	return e.opts.Budget
+}
+
+// maxTimelineLoose bounds the changes related to a timeline's subject only
+// by namespace, per source: a busy namespace has thousands.
+const maxTimelineLoose = 200
+
+// Changes asks the sources about each subject in [from, to] as an alert's
+// query does (each source within its deadline, all within the budget) and
+// returns the changes related to a subject, merged per subject (one deploy
+// seen by several sources is one change) and ordered by start, with the
+// sources that failed ("argocd: timeout after 800ms"). It serves the
+// incident timeline, off the alert path.
+func (e *Enricher) Changes(ctx context.Context, subjects []sources.Subject, from, to time.Time) ([]sources.Change, []string) {
+	ctx, cancel := context.WithTimeout(ctx, e.opts.Budget)
+	defer cancel()
+	queries := map[string]sources.Query{}
+	bySubject := map[string]sources.Subject{}
+	for _, s := range subjects {
+		if s.IsZero() {
+			continue
+		}
+		queries[s.Key()] = sources.Query{Subject: s, Since: from, Until: to, MaxLoose: maxTimelineLoose}
+		bySubject[s.Key()] = s
+	}
+	results := e.fanOut(ctx, queries)
+	var out []sources.Change
+	seen := map[string]int{} // a change found for several subjects is listed once, at its closest relation
+	errs := map[string]bool{}
+	for _, key := range slices.Sorted(maps.Keys(results)) {
+		subject := bySubject[key]
+		var cands []candidate
+		for r, res := range results[key] {
+			if res.Error != "" {
+				errs[res.Source+": "+res.Error] = true
+			}
+			for i, ch := range res.Changes {
+				if ch.StartedAt.Before(from) || ch.StartedAt.After(to) {
+					continue
+				}
+				if rel := sources.Relate(subject, ch.Subject); rel != sources.RelationNone {
+					cands = append(cands, candidate{result: r, index: i, relation: rel, startedAt: ch.StartedAt})
+				}
+			}
+		}
+		for _, ch := range merge(e.related(subject, results[key], cands), stageOf(nil, subject.Namespace)) {
+			id := changeIdentity(ch)
+			if i, ok := seen[id]; ok {
+				if relationWeight[ch.Relation] > relationWeight[out[i].Relation] {
+					out[i] = ch
+				}
+				continue
+			}
+			seen[id] = len(out)
+			out = append(out, ch)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b sources.Change) int {
+		return cmp.Or(a.StartedAt.Compare(b.StartedAt), compareIdentity(&a, &b))
+	})
+	return out, slices.Sorted(maps.Keys(errs))
+}
+
+// changeIdentity names one (merged) change whichever subject found it.
+func changeIdentity(ch sources.Change) string {
+	return strings.Join([]string{ch.Source, ch.Kind, ch.ID, ch.Subject.Namespace, ch.Subject.Name, ch.Revision, ch.Version,
+		ch.StartedAt.UTC().Format(time.RFC3339Nano)}, "\x00")
 }

@@ -34,6 +34,7 @@ type health struct {
 type sourceHealth struct {
 	log      *slog.Logger
 	name     string
+	cluster  string // of a cluster's source: its metric says which
 	entry    SourceEntry
 	deadline time.Duration // a probe's, like a query's
 	// timeoutText is the one way a timeout of this source reads, so
@@ -55,10 +56,11 @@ func (e *Enricher) newHealth() *health {
 	h := &health{stop: stop}
 	for _, entry := range e.sources {
 		name := entry.Source.Name()
+		cluster, _ := sources.ClusterOf(entry.Source)
 		d := e.deadline(entry)
-		h.sources = append(h.sources, &sourceHealth{log: e.log, name: name, entry: entry, deadline: d,
+		h.sources = append(h.sources, &sourceHealth{log: e.log, name: name, cluster: cluster, entry: entry, deadline: d,
 			timeoutText: fmt.Sprintf("timeout after %s", d), metrics: e.metrics, ctx: ctx})
-		e.metrics.sourceIsUp(name, true)
+		e.metrics.sourceIsUp(name, cluster, true)
 	}
 	return h
 }
@@ -85,7 +87,7 @@ func (sh *sourceHealth) timedOut(q sources.Query, now time.Time) {
 		return
 	}
 	sh.text = fmt.Sprintf("not answering since %s UTC (timeout)", now.UTC().Format("15:04"))
-	sh.metrics.sourceIsUp(sh.name, false)
+	sh.metrics.sourceIsUp(sh.name, sh.cluster, false)
 	sh.log.Warn("source not answering: alerts skip it until a background probe sees it answer",
 		"source", sh.name, "timeouts_in_a_row", sh.timeouts)
 	if !sh.probing {
@@ -105,7 +107,7 @@ func (sh *sourceHealth) up() {
 	sh.timeouts = 0
 	if sh.text != "" {
 		sh.text = ""
-		sh.metrics.sourceIsUp(sh.name, true)
+		sh.metrics.sourceIsUp(sh.name, sh.cluster, true)
 		sh.log.Info("source answers again", "source", sh.name)
 	}
 }

@@ -93,7 +93,7 @@ func TestHungSourceGoesDownAnswersAtOnceAndComesBack(t *testing.T) {
 	e := New(Options{Budget: budget}, r, []SourceEntry{{Source: hung.source()}}, m).WithLog(slog.New(slog.NewTextHandler(&logged, nil)))
 	e.now = func() time.Time { return t0 } // 10:14 UTC
 	t.Cleanup(e.StopProbes)
-	up := func() float64 { return value(t, m.sourceUp.WithLabelValues("argocd")) }
+	up := func() float64 { return value(t, m.sourceUp.WithLabelValues("argocd", "")) }
 	send := func() (*Alert, AlertReport, time.Duration) {
 		a := alert(map[string]string{"argocd_app": "shop-api", "namespace": "shop"})
 		start := time.Now()

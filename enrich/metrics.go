@@ -33,8 +33,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"source"}),
 		sourceUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "whatchanged_source_up",
-			Help: "1 while a source answers, 0 while it is down (its queries timed out in a row; it is probed in the background and not asked).",
-		}, []string{"source"}),
+			Help: "1 while a source answers, 0 while it is down (its queries timed out in a row; it is probed in the background and not asked). cluster: the cluster a source reads, when several are configured.",
+		}, []string{"source", "cluster"}),
 	}
 	reg.MustRegister(m.enrichDuration, m.sourceCalls, m.sourceDuration, m.sourceUp)
 	return m
@@ -50,7 +50,7 @@ func (m *Metrics) sourceCall(source, outcome string, took time.Duration) {
 	}
 }
 
-func (m *Metrics) sourceIsUp(source string, up bool) {
+func (m *Metrics) sourceIsUp(source, cluster string, up bool) {
 	if m == nil {
 		return
 	}
@@ -58,7 +58,7 @@ func (m *Metrics) sourceIsUp(source string, up bool) {
 	if up {
 		v = 1
 	}
-	m.sourceUp.WithLabelValues(source).Set(v)
+	m.sourceUp.WithLabelValues(source, cluster).Set(v)
 }
 
 func (m *Metrics) enriched(took time.Duration) {

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/url"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/whatchanged/whatchanged/sources"
@@ -28,6 +30,9 @@ const (
 	AnnReleaseURL    = "release_url"    // the GitHub release it shipped
 	AnnDeploymentURL = "deployment_url" // the GitHub deployment's status page: its log, else the environment
 	AnnCIURL         = "ci_url"         // the url CI pushed with the change (POST /api/v1/changes)
+	// AnnTimelineURL is not the suspect's: the timeline page of the alert's
+	// workload around its start (Options.TimelineURL).
+	AnnTimelineURL = "timeline_url"
 )
 
 // Source names as the command names its sources (cmd/whatchanged). A
@@ -54,7 +59,7 @@ func (e *Enricher) renderOnly(a *Alert, msg string) map[string]string {
 // depends only on the alert's window (startsAt), the changes and the errors,
 // never on the wall clock, so Prometheus's re-sends produce identical
 // annotations.
-func (e *Enricher) annotations(subject sources.Subject, r ranked, errs []string) map[string]string {
+func (e *Enricher) annotations(subject sources.Subject, w Window, r ranked, errs []string) map[string]string {
 	p := e.opts.AnnotationPrefix
 	ours := map[string]string{}
 
@@ -73,6 +78,14 @@ func (e *Enricher) annotations(subject sources.Subject, r ranked, errs []string)
 				ours[p+name] = url
 			}
 		}
+	}
+	if tl := e.timelineLink(subject, w); tl != "" {
+		ours[p+AnnTimelineURL] = tl
+		links := "timeline: " + tl
+		if l := ours[p+AnnLinks]; l != "" {
+			links = l + "\n" + links
+		}
+		ours[p+AnnLinks] = links
 	}
 	if len(shown) > 0 && e.opts.Annotations.ChangesJSONOn() {
 		ours[p+AnnChanges] = e.changesJSON(shown)
@@ -338,6 +351,29 @@ func when(beforeStart string) string {
 	default:
 		return beforeStart + " before the alert started"
 	}
+}
+
+// timelineLink is the timeline page filtered to the alert's workload (or
+// namespace, app) and the hour around its start: stable across re-sends.
+func (e *Enricher) timelineLink(subject sources.Subject, w Window) string {
+	if e.opts.TimelineURL == "" {
+		return ""
+	}
+	q := url.Values{}
+	set := func(k, v string) {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	set("namespace", subject.Namespace)
+	set("workload", subject.Name)
+	if subject.Name == "" {
+		set("app", subject.App)
+	}
+	set("cluster", subject.Cluster)
+	q.Set("from", w.StartsAt.Add(-time.Hour).UTC().Format(time.RFC3339))
+	q.Set("to", w.StartsAt.Add(time.Hour).UTC().Format(time.RFC3339))
+	return e.opts.TimelineURL + "?" + q.Encode()
 }
 
 func linkLines(ch sources.Change) string {

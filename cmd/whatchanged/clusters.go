@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 
@@ -72,7 +73,12 @@ func (cs *ClustersConfig) finish(c *Config, p problems) {
 		p.bad("", "at most one cluster may be the default")
 	}
 	if _, err := enrich.NewClusters(c.ClusterLabel, specs); err != nil {
-		p.root().bad("", err.Error())
+		var ce *enrich.ClusterError
+		if errors.As(err, &ce) {
+			p.bad(fmt.Sprintf("[%d].%s", ce.Index, ce.Key), ce.Err.Error())
+		} else {
+			p.bad("", err.Error())
+		}
 	}
 }
 

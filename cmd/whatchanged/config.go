@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -51,6 +52,9 @@ type ServerConfig struct {
 	// 503 with Retry-After. Default 2 × max_body_bytes: a max-size notification holds about 10 × its size while handled.
 	MaxInflightBytes int64         `yaml:"max_inflight_bytes"`
 	InflightWait     time.Duration `yaml:"inflight_wait"`
+	// ExternalURL is whatchanged as people reach it (https://whatchanged.example.com):
+	// alerts and Slack messages link to its timeline page.
+	ExternalURL string `yaml:"external_url"`
 }
 
 type AuthConfig struct {
@@ -436,7 +440,14 @@ type problems struct {
 	prefix string
 }
 
-func (p problems) in(key string) problems { p.prefix = join(p.prefix, key); return p }
+func (p problems) in(key string) problems {
+	if strings.HasPrefix(key, "[") {
+		p.prefix += key // an index: clusters[1]
+	} else {
+		p.prefix = join(p.prefix, key)
+	}
+	return p
+}
 
 // root reports at top-level keys again (a source needing data_dir).
 func (p problems) root() problems { p.prefix = ""; return p }
@@ -509,7 +520,15 @@ func (c *Config) finish(file string, lines map[string]int) error {
 	if c.Server.InflightWait < 0 || c.Server.InflightWait > 30*time.Second {
 		p.bad("server.inflight_wait", "must be between 0s and 30s (the sender waits meanwhile)")
 	}
+	if u := c.Server.ExternalURL; u != "" {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || pu.RawQuery != "" {
+			p.bad("server.external_url", "want an http(s) URL such as https://whatchanged.example.com")
+		}
+	}
 	c.Enrich = c.Enrich.WithDefaults()
+	if u := strings.TrimSuffix(c.Server.ExternalURL, "/"); u != "" {
+		c.Enrich.TimelineURL = u + "/ui/"
+	}
 	if c.Enrich.Annotations.ChangesJSON == nil {
 		// Inline, Alertmanager's default PagerDuty, Opsgenie, MS Teams and
 		// email templates print every annotation: 4 KB of JSON would open

@@ -54,6 +54,12 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 			want: []string{"c.yaml:2: auth.bearer_token_file: read secret file"}},
 		{name: "yaml syntax", yaml: "listen: [\n", want: []string{"c.yaml:"}},
 		{name: "not a mapping", yaml: "sources: 3\n", want: []string{"c.yaml:1: sources: expected a mapping"}},
+		{name: "clusters", yaml: "sources:\n  kubernetes: {enabled: true}\nclusters:\n  - name: eu\n    default: true\n  - name: eu\n    default: true\n" +
+			"  - name: 'us east'\n    kubernetes: {rollouts: sometimes}\n  - name: ap\n    match_re: {k8s_cluster: '('}\n    kubernetes: {kubeconfg: x}\n",
+			want: []string{"c.yaml:3: clusters: set clusters or sources.kubernetes, not both", `c.yaml:6: clusters[1].name: "eu" is configured twice`,
+				`c.yaml:8: clusters[2].name: "us east": want a name`, `c.yaml:9: clusters[2].kubernetes.rollouts: must be "auto" or "off"`,
+				"c.yaml:3: clusters: at most one cluster may be the default", "clusters[3].match_re.k8s_cluster: error parsing regexp",
+				"c.yaml:12: clusters[3].kubernetes.kubeconfg: unknown key"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

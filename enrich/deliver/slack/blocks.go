@@ -135,6 +135,9 @@ func changeBlocks(g group, prefix string) []slack.Block {
 		if more > 0 {
 			body += fmt.Sprintf("\n+%d more", more)
 		}
+		if tl := g.annotation(prefix + "timeline_url"); tl != "" && g.annotation(prefix+"suspect") == "" { // else among the suspect's links
+			body += fmt.Sprintf("\n<%s|timeline>", tl)
+		}
 		blocks = append(blocks, slack.NewContextBlock("", text(body)))
 	}
 	if e := g.annotation(prefix + "error"); e != "" {

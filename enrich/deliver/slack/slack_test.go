@@ -25,13 +25,16 @@ import (
 
 var t0 = time.Date(2026, 11, 21, 10, 14, 0, 0, time.UTC)
 
+const timelineURL = "https://whatchanged.example.com/ui/?from=2026-11-21T09%3A14%3A00Z&namespace=shop&to=2026-11-21T11%3A14%3A00Z&workload=api"
+
 func payload(status, severity string, n int, withSuspect bool) []byte {
 	var alerts []map[string]any
 	for i := 0; i < n; i++ {
 		ann := map[string]string{"summary": fmt.Sprintf("5xx ratio above 5%% on pod %d", i)}
 		if withSuspect {
 			ann["whatchanged_suspect"] = "rollout of shop/api acme/api:1.8.4 (was acme/api:1.8.3), 12m before the alert started [kubernetes]"
-			ann["whatchanged_links"] = "compare: https://github.com/acme/api/compare/v1.8.3...v1.8.4\nargocd: https://argocd.example.com/applications/argocd/shop-api"
+			ann["whatchanged_links"] = "compare: https://github.com/acme/api/compare/v1.8.3...v1.8.4\nargocd: https://argocd.example.com/applications/argocd/shop-api\ntimeline: " + timelineURL
+			ann["whatchanged_timeline_url"] = timelineURL
 			ann["whatchanged_summary"] = "rollout of shop/api acme/api:1.8.4 (was acme/api:1.8.3), 12m before the alert started [kubernetes]\nconfig of app shop-api by carol, 3h before the alert started [changes]\ndeploy of shop/web web:3.0.0, 5m before the alert started [changes]\nflag of github.com/acme/api, 40m before the alert started [changes]\nsync of app shop-api, 2h before the alert started [argocd]\n+2 more"
 			ann["whatchanged_error"] = "github: rate limited until 2026-11-21T11:00:00Z"
 		}
@@ -91,6 +94,13 @@ func TestBlocksGolden(t *testing.T) {
 			g, _ := decodeGroup(payload("firing", "critical", 1, true))
 			_, lvl := (Severity{OnCall: "<!subteam^S0NCALL>"}).level("page", "#alerts")
 			return parentBlocks(g.group, "whatchanged_", lvl.Mention, t0)
+		},
+		"no-suspect-timeline": func() any {
+			// Changes but no suspect: the timeline link under the summary.
+			g, _ := decodeGroup(payload("firing", "warning", 1, false))
+			g.group.Alerts[0].Annotations["whatchanged_summary"] = "deploy of shop/web web:3.0.0, 5h before the alert started [changes]"
+			g.group.Alerts[0].Annotations["whatchanged_timeline_url"] = timelineURL
+			return parentBlocks(g.group, "whatchanged_", nil, t0)
 		},
 		"low-no-mention": func() any {
 			g, _ := decodeGroup(payload("firing", "info", 1, false))
