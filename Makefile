@@ -79,7 +79,7 @@ e2e: tools
 ## bench: Go benchmarks of the pipeline, then the loopback load harness. Prints figures; asserts nothing.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./enrich/ ./sources/changes/
-	$(GO) test -run '^$$' -bench LargeCluster -benchtime 2000x ./sources/kube/
+	$(GO) test -run '^$$' -bench 'LargeCluster|ThreeClusters' -benchtime 2000x ./sources/kube/
 	$(GO) test -run '^$$' -bench RefreshBudget -benchtime 1x ./sources/github/
 	$(GO) test -run '^$$' -bench BoundedState -benchtime 1x ./sources/argocd/ ./sources/github/ ./enrich/deliver/slack/
 	$(GO) run ./hack/loadtest -bin bin/whatchanged
@@ -160,6 +160,17 @@ $(ACTIONLINT):
 	@mkdir -p $(dir $@)
 	@echo "building actionlint v$(ACTIONLINT_VERSION) into $(dir $@) (once; about 10 seconds cold)"
 	cd $(dir $@) && GOBIN=$(dir $@) GOFLAGS=-buildvcs=false $(GO) install github.com/rhysd/actionlint/cmd/actionlint@v$(ACTIONLINT_VERSION)
+
+# Chromium from Debian's package for the page tests (test/uitest drives it
+# headless); about 290 MB installed, once.
+CHROMIUM     ?= $(or $(shell command -v chromium 2>/dev/null),/usr/bin/chromium)
+TEST_ENV += WHATCHANGED_CHROMIUM=$(CHROMIUM)
+tools: $(CHROMIUM)
+$(CHROMIUM):
+	@echo "installing Debian's chromium package (once; about 290 MB, for the timeline page's browser test)"
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+	@test -x $@ || { echo "chromium not at $@; set CHROMIUM=/path/to/chromium"; exit 1; }
 
 ## image: the linux/amd64 + linux/arm64 container image, built without a container engine (hack/image):
 ## an OCI layout in bin/image/oci (crane push, skopeo copy) and bin/image/whatchanged-linux-<arch>.tar (docker load, podman load).

@@ -337,10 +337,12 @@ func (r *Resolver) Resolve(labels map[string]string) (sources.Subject, []Step) {
 			set("name", &s.Name, name, from)
 		}
 	}
+	guessed := "" // a workload name only guessed from a label naming something else
 	if s.Name == "" {
 		for _, l := range []string{"horizontalpodautoscaler", "poddisruptionbudget", "service"} {
 			if v := labels[l]; v != "" {
 				set("name", &s.Name, v, "guess from label "+l+" (usually named like its workload)")
+				guessed = v
 				break
 			}
 		}
@@ -404,6 +406,13 @@ func (r *Resolver) Resolve(labels map[string]string) (sources.Subject, []Step) {
 			}
 			set(names[j], dsts[j], v, from)
 		}
+	}
+	// A guess nothing confirmed (no such workload in a cluster whatchanged
+	// reads, or none read): the service is as likely the app's name, which
+	// changes pushed for a cluster whatchanged cannot read carry.
+	if guessed != "" && s.Name == guessed && s.App == "" && !slices.Contains(s.Apps, guessed) {
+		s.Apps = append(s.Apps, guessed)
+		steps = append(steps, Step{Field: "app", Value: guessed, From: "guess: the unconfirmed workload name as the app's"})
 	}
 	if s.Name == "" && s.App == "" && s.Repo == "" {
 		steps = append(steps, Step{Field: "name", From: "no label names the workload: add one of deployment, statefulset, daemonset, " +

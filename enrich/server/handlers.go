@@ -77,6 +77,8 @@ func (s *Server) webhook(c *gin.Context) {
 		body["error"] = res.Err.Error()
 	}
 	s.answer(c, res.HTTPStatus(), body)
+	// Answered: the history takes its copy without holding the answer.
+	s.deps.History.Observe("webhook "+route, s.deps.Enricher.AnnotationPrefix(), payload.Alerts)
 }
 
 // debugEnrich shows what would be attached and why, and never delivers. It

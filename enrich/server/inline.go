@@ -65,4 +65,5 @@ func (s *Server) inlineAlerts(c *gin.Context) {
 		ctype = "application/json"
 	}
 	c.Data(res.Status, ctype, res.Body)
+	s.deps.History.Observe("inline", s.deps.Enricher.AnnotationPrefix(), alerts)
 }

@@ -22,6 +22,8 @@ import (
 
 	"github.com/whatchanged/whatchanged/enrich"
 	"github.com/whatchanged/whatchanged/enrich/deliver"
+	"github.com/whatchanged/whatchanged/enrich/history"
+	"github.com/whatchanged/whatchanged/enrich/timeline"
 	"github.com/whatchanged/whatchanged/sources/changes"
 )
 
@@ -97,6 +99,14 @@ type Deps struct {
 	// {prefix}/api/v2/alerts is enriched and forwarded, every other unknown
 	// path is proxied to the upstreams.
 	Alertmanagers *deliver.Alertmanagers
+	// History, when set, records every alert that passes (webhook, inline)
+	// for the incident timeline, after the answer is decided.
+	History *history.History
+	// Timeline, when set, serves GET /api/v1/timeline.
+	Timeline *timeline.Builder
+	// UI, when set, is the timeline page, served at /ui/ under the debug
+	// endpoints' rules (it shows alerts and change history).
+	UI http.Handler
 	// Ready reports readiness and, when not ready, why.
 	Ready    func() (bool, string)
 	Gatherer prometheus.Gatherer
@@ -154,6 +164,7 @@ func New(cfg Config, deps Deps) *Server {
 
 	api := r.Group("/api/v1", s.authenticate)
 	api.POST("/changes", s.admit, s.recordChange)
+	api.GET("/timeline", s.timeline)
 	// Senders posting their own format; outside the group, as a signing
 	// sender (LaunchDarkly) has no bearer token to send.
 	r.POST("/api/v1/changes/:format", s.authenticateSender, s.admit, s.recordFrom)
@@ -162,6 +173,11 @@ func New(cfg Config, deps Deps) *Server {
 	debug.POST("/enrich", s.admit, s.debugEnrich)
 	debug.GET("/changes", s.listChanges)
 	debug.GET("/notifications", s.listNotifications)
+
+	r.GET("/ui", func(c *gin.Context) { c.Redirect(http.StatusMovedPermanently, "/ui/") })
+	for _, m := range []string{http.MethodGet, http.MethodHead} {
+		r.Handle(m, "/ui/*path", s.authenticate, s.debugAllowed, s.ui)
+	}
 
 	if deps.Alertmanagers != nil {
 		prefix := "/" + strings.Trim(cfg.InlinePrefix, "/")
@@ -194,10 +210,10 @@ func New(cfg Config, deps Deps) *Server {
 // ownPath: whatchanged's own endpoints, which inline mode never proxies.
 func ownPath(p string) bool {
 	switch p {
-	case "/healthz", "/readyz", "/metrics", "/webhook":
+	case "/healthz", "/readyz", "/metrics", "/webhook", "/ui":
 		return true
 	}
-	return strings.HasPrefix(p, "/webhook/") || strings.HasPrefix(p, "/debug/") || strings.HasPrefix(p, "/api/v1/")
+	return strings.HasPrefix(p, "/webhook/") || strings.HasPrefix(p, "/debug/") || strings.HasPrefix(p, "/api/v1/") || strings.HasPrefix(p, "/ui/")
 }
 
 // Handler is the http.Handler to serve.

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,10 +71,15 @@ func (c Config) Validate() map[string]string {
 }
 
 const (
-	bucketByTime = "changes/by-time" // "<20-digit unix nanos>/<id>" → Change JSON
-	bucketByID   = "changes/by-id"   // id → by-time key
-	pruneEvery   = 10 * time.Minute
+	bucketByTime    = "changes/by-time"    // "<20-digit unix nanos>/<id>" → Change JSON
+	bucketByID      = "changes/by-id"      // id → by-time key
+	bucketByArrival = "changes/by-arrival" // "<20-digit unix nanos received>/<id>" → by-time key
+	pruneEvery      = 10 * time.Minute
 )
+
+// arrivalSkew: another replica's clock may be this far behind ours, so a
+// shared store is read again from this long before the newest arrival seen.
+const arrivalSkew = 10 * time.Second
 
 // Source is the pushed-changes source.
 type Source struct {
@@ -86,7 +92,18 @@ type Source struct {
 
 	mu    sync.RWMutex
 	index []sources.Change // every stored change, sorted by StartedAt
+	ids   map[string]bool  // of the index
+
+	// shared: other replicas write to the store too (Redis); their changes
+	// are read before each query, from the arrival index.
+	shared      bool
+	syncMu      sync.Mutex // one read of the store at a time
+	lastArrival string     // the newest arrival key read
 }
+
+// Shared says that other replicas write to the same store, so each query
+// first reads what they recorded since (one range read of the store).
+func (s *Source) Shared() { s.shared = true }
 
 var (
 	_ sources.Source  = (*Source)(nil)
@@ -142,7 +159,58 @@ func (s *Source) load(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.index = all // the store's key order is start-time order
+	s.ids = make(map[string]bool, len(all))
+	for _, ch := range all {
+		s.ids[ch.ID] = true
+	}
 	s.mu.Unlock()
+	if s.shared {
+		// Read arrivals from now on: everything before is in the index.
+		s.syncMu.Lock()
+		s.lastArrival = timeKey(s.now().Add(-arrivalSkew))
+		s.syncMu.Unlock()
+	}
+	return nil
+}
+
+// sync reads the changes other replicas recorded since the last read.
+func (s *Source) sync(ctx context.Context) error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	from := s.lastArrival
+	if t, err := strconv.ParseInt(strings.SplitN(from, "/", 2)[0], 10, 64); err == nil {
+		from = timeKey(time.Unix(0, t).Add(-arrivalSkew))
+	}
+	var newest string
+	var keys []string
+	err := s.store.Scan(ctx, bucketByArrival, from, "", func(k string, v []byte) bool {
+		newest = k
+		if _, id, ok := strings.Cut(k, "/"); ok {
+			s.mu.RLock()
+			known := s.ids[id]
+			s.mu.RUnlock()
+			if !known {
+				keys = append(keys, string(v))
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		val, ok, err := s.store.Get(ctx, bucketByTime, k)
+		if err != nil {
+			return err
+		}
+		var ch sources.Change
+		if ok && json.Unmarshal(val, &ch) == nil {
+			s.insert(ch)
+		}
+	}
+	if newest > s.lastArrival {
+		s.lastArrival = newest
+	}
 	return nil
 }
 
@@ -150,6 +218,13 @@ func (s *Source) load(ctx context.Context) error {
 func (s *Source) insert(ch sources.Change) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.ids[ch.ID] {
+		return // read from the store by a sync meanwhile
+	}
+	if s.ids == nil {
+		s.ids = map[string]bool{}
+	}
+	s.ids[ch.ID] = true
 	i := sort.Search(len(s.index), func(i int) bool { return s.index[i].StartedAt.After(ch.StartedAt) })
 	s.index = slices.Insert(s.index, i, ch)
 }
@@ -178,6 +253,7 @@ func (s *Source) Record(ctx context.Context, ev Event) (sources.Change, bool, er
 	written, err := s.store.PutIfAbsent(ctx, store.Key{Bucket: bucketByID, Key: ev.ID}, []store.KV{
 		{Key: store.Key{Bucket: bucketByTime, Key: key}, Value: val},
 		{Key: store.Key{Bucket: bucketByID, Key: ev.ID}, Value: []byte(key)},
+		{Key: store.Key{Bucket: bucketByArrival, Key: timeKey(s.now()) + "/" + ev.ID}, Value: []byte(key)},
 	})
 	if err != nil {
 		return sources.Change{}, false, fmt.Errorf("%s: store change: %w", s.name, err)
@@ -212,6 +288,13 @@ func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change
 	if q.Subject.IsZero() {
 		return nil, nil
 	}
+	var syncErr error
+	if s.shared {
+		if err := s.sync(ctx); err != nil {
+			// What this replica knows, and why it may not be all.
+			syncErr = fmt.Errorf("reading other replicas' changes from the shared store: %w", err)
+		}
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	lo, hi := s.window(q.From(sources.RelationWorkload), q.Until)
@@ -231,7 +314,7 @@ func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change
 		}
 		out = append(out, s.index[i])
 	}
-	return out, nil
+	return out, syncErr
 }
 
 // List returns up to limit changes that started at or after since, newest
@@ -263,6 +346,12 @@ func (s *Source) Prune(ctx context.Context) error {
 		return err
 	}
 	var drop []store.Key
+	// Arrivals older than the retention went with their changes (or
+	// before: a change may arrive long after it started).
+	_ = s.store.Scan(ctx, bucketByArrival, "", cutoff, func(k string, _ []byte) bool {
+		drop = append(drop, store.Key{Bucket: bucketByArrival, Key: k})
+		return true
+	})
 	for i, k := range keys {
 		if k < cutoff || len(keys)-i > s.cfg.MaxEvents {
 			drop = append(drop, store.Key{Bucket: bucketByTime, Key: k})

@@ -72,17 +72,18 @@ func (b *Bolt) Get(ctx context.Context, bucket, key string) ([]byte, bool, error
 		return nil, false, err
 	}
 	var out []byte
+	found := false // not out != nil: an empty value is present too
 	err := b.db.View(func(tx *bolt.Tx) error {
 		bk := tx.Bucket([]byte(bucket))
 		if bk == nil {
 			return nil
 		}
 		if v := bk.Get([]byte(key)); v != nil {
-			out = append([]byte(nil), v...)
+			out, found = append([]byte{}, v...), true
 		}
 		return nil
 	})
-	return out, out != nil, err
+	return out, found, err
 }
 
 func (b *Bolt) PutIfAbsent(ctx context.Context, guard Key, puts []KV) (bool, error) {

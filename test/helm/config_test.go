@@ -55,9 +55,10 @@ func projected(volumes []corev1.Volume, name string) map[string]string {
 	return files
 }
 
-var fileKey = regexp.MustCompile(`(?m)^\s*-?\s*\w+_file: (\S+)$`)
+var fileKey = regexp.MustCompile(`(?m)^\s*-?\s*(?:\w+_file|kubeconfig): (\S+)$`)
 
-// configFiles are the files a rendered config names (every *_file key).
+// configFiles are the files a rendered config names (every *_file key,
+// and the clusters' kubeconfigs).
 func configFiles(cfg string) []string {
 	var out []string
 	for _, m := range fileKey.FindAllStringSubmatch(cfg, -1) {
@@ -165,9 +166,27 @@ func standIn(t *testing.T, path string) []byte {
 		return pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
 	case strings.Contains(path, "url"):
 		return []byte("https://hooks.example.com/T0/B0/x\n")
+	case strings.Contains(path, "kubeconfig"):
+		return []byte(standInKubeconfig)
 	}
 	return []byte("stand-in-token\n")
 }
+
+// standInKubeconfig is a remote cluster's kubeconfig as the remoteRBAC
+// notes build it: a server, its CA, a ServiceAccount token.
+const standInKubeconfig = `apiVersion: v1
+kind: Config
+clusters:
+- name: remote
+  cluster: {server: "https://203.0.113.10:6443", insecure-skip-tls-verify: true}
+users:
+- name: whatchanged
+  user: {token: stand-in-token}
+contexts:
+- name: remote
+  context: {cluster: remote, user: whatchanged}
+current-context: remote
+`
 
 // The rendered config of every example (and of every key at once) is what
 // the real whatchanged accepts: `whatchanged config check`, with stand-in

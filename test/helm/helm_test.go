@@ -186,6 +186,8 @@ var exampleKinds = map[string]map[string]int{
 	"namespaced": {"Role": 3, "RoleBinding": 3, "PersistentVolumeClaim": 1, "Secret": 1, "ClusterRole": 0},
 	"inline":     {"Deployment": 1, "PodDisruptionBudget": 1, "ClusterRole": 1, "Secret": 0},
 	"sidecar":    {"Deployment": 0, "Service": 0, "ServiceAccount": 0, "ConfigMap": 1, "ClusterRoleBinding": 1, "NetworkPolicy": 0},
+	// The local cluster's RBAC only; the remote ones' is remoteRBAC's.
+	"multi-cluster": {"Deployment": 1, "ConfigMap": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 0, "Secret": 0},
 }
 
 func TestEveryExampleLintsAndRendersStrictly(t *testing.T) {

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // TestScenarios runs every scenario file as a subtest, then writes the
@@ -84,11 +86,13 @@ func runScenario(t *testing.T, sc *Scenario) *Verdict {
 	token := "scenario-token-" + sc.Name
 	argo := &argocdFake{recorder: &recorder{}, sc: sc, startsAt: startsAt, token: token}
 	gh := &githubFake{recorder: &recorder{}, sc: sc, startsAt: startsAt, token: token, remaining: 5000}
-	argoSrv, ghSrv := httptest.NewServer(argo), httptest.NewServer(gh)
+	graf := &grafanaFake{recorder: &recorder{}, sc: sc, startsAt: startsAt, token: token}
+	argoSrv, ghSrv, grafSrv := httptest.NewServer(argo), httptest.NewServer(gh), httptest.NewServer(graf)
 	defer argoSrv.Close()
 	defer ghSrv.Close()
+	defer grafSrv.Close()
 
-	wc, err := startWhatchanged(ctx, dir, argoSrv.URL, ghSrv.URL, token)
+	wc, err := startWhatchanged(ctx, dir, servers{argocd: argoSrv.URL, github: ghSrv.URL, grafana: grafSrv.URL}, token, sc.Grafana)
 	if wc != nil {
 		defer wc.stop()
 	}
@@ -96,8 +100,17 @@ func runScenario(t *testing.T, sc *Scenario) *Verdict {
 		v.fail("start whatchanged: %v", err)
 		return v
 	}
+	if len(graf.seen()) == 0 {
+		// Alerts are answered from the last read: before the first one
+		// the annotations are not there to be found.
+		v.fail("whatchanged was ready (/readyz) before it had read Grafana's annotations")
+	}
 	for i, ch := range sc.Changes {
-		if err := wc.push(ctx, ch, startsAt); err != nil {
+		push := wc.push
+		if ch.Format != "" {
+			push = wc.pushFrom
+		}
+		if err := push(ctx, ch, startsAt); err != nil {
 			v.fail("changes[%d]: %v", i, err)
 		}
 	}
@@ -115,12 +128,15 @@ func runScenario(t *testing.T, sc *Scenario) *Verdict {
 			v.fail("hidden: %q appears in whatchanged's log", h)
 		}
 	}
-	for _, p := range append(argo.problems(), gh.problems()...) {
+	if strings.Contains(wc.log.String(), signingSecret) || strings.Contains(string(answer.body), signingSecret) {
+		v.fail("hidden: the senders' signing secret appears in whatchanged's log or answer")
+	}
+	for _, p := range append(append(argo.problems(), gh.problems()...), graf.problems()...) {
 		v.fail("%s", p)
 	}
 	if !v.Right() && testing.Verbose() {
-		t.Logf("argocd-server requests:\n  %s\nGitHub requests:\n  %s\nwhatchanged log:\n%s",
-			strings.Join(argo.seen(), "\n  "), strings.Join(gh.seen(), "\n  "), wc.logTail(8000))
+		t.Logf("argocd-server requests:\n  %s\nGitHub requests:\n  %s\nGrafana requests:\n  %s\nwhatchanged log:\n%s",
+			strings.Join(argo.seen(), "\n  "), strings.Join(gh.seen(), "\n  "), strings.Join(graf.seen(), "\n  "), wc.logTail(8000))
 	}
 	return v
 }
@@ -145,15 +161,35 @@ type whatchanged struct {
 	exited chan struct{}
 }
 
+// servers are the fakes' base URLs.
+type servers struct{ argocd, github, grafana string }
+
 // startWhatchanged starts `whatchanged serve` on a config that enables
-// every source against the scenario's servers and waits for /readyz.
-func startWhatchanged(ctx context.Context, dir, argocdURL, githubURL, token string) (*whatchanged, error) {
+// every source against the scenario's servers and waits for /readyz,
+// which waits for the sources that read in the background (Argo CD,
+// Grafana) to finish their first read.
+func startWhatchanged(ctx context.Context, dir string, srv servers, token string, graf Grafana) (*whatchanged, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	tokenFile := filepath.Join(dir, "token")
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	secrets := map[string]string{}
+	for format := range signatureHeaders {
+		secrets[format] = filepath.Join(dir, format+"-signing-secret")
+		if err := os.WriteFile(secrets[format], []byte(signingSecret+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	// The sections built from data are written as YAML, not pasted in.
+	extra, err := yaml.Marshal(map[string]any{
+		"grafana": grafanaConfig(graf, srv.grafana, tokenFile),
+		"changes": map[string]any{"enabled": true, "signing_secret_files": secrets},
+	})
+	if err != nil {
 		return nil, err
 	}
 	config := fmt.Sprintf(`listen: 127.0.0.1:%d
@@ -181,9 +217,7 @@ sources:
       authorization: {credentials_file: %s}
       proxy_url: %s   # the fake stands in for github.com as a proxy would
     refresh: 30s
-  changes:
-    enabled: true
-`, port, filepath.Join(dir, "data"), kubeconfig, argocdURL, tokenFile, githubAPI, tokenFile, githubURL)
+%s`, port, filepath.Join(dir, "data"), kubeconfig, srv.argocd, tokenFile, githubAPI, tokenFile, srv.github, indent(string(extra), "  "))
 	configFile := filepath.Join(dir, "whatchanged.yaml")
 	if err := os.WriteFile(configFile, []byte(config), 0o600); err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,6 +32,7 @@ type Scenario struct {
 	Helm        []HelmRelease  `yaml:"helmReleases"`
 	ArgoCD      ArgoCD         `yaml:"argocd"`
 	GitHub      GitHub         `yaml:"github"`
+	Grafana     Grafana        `yaml:"grafana"`
 	Changes     []PushedChange `yaml:"changes"`
 	Alert       Alert          `yaml:"alert"`
 	Expect      Expect         `yaml:"expect"`
@@ -314,10 +316,53 @@ type Commit struct {
 	Message string `yaml:"message"`
 }
 
+// Grafana is what Grafana's annotations API holds, and the rules
+// (sources.grafana.rules, verbatim) and tags the source is configured with.
+type Grafana struct {
+	Rules       []GrafanaRule       `yaml:"rules"`
+	Tags        []string            `yaml:"tags"`
+	Annotations []GrafanaAnnotation `yaml:"annotations"`
+}
+
+// GrafanaRule is one sources.grafana.rules entry, in the config's words.
+type GrafanaRule struct {
+	Tags       []string          `yaml:"tags,omitempty"`
+	TagPattern string            `yaml:"tag_pattern,omitempty"`
+	Subject    map[string]string `yaml:"subject"`
+	Kind       string            `yaml:"kind,omitempty"`
+}
+
+// GrafanaAnnotation is one annotation: a point at `at`, or a region to
+// `endsAt`; `alertId` makes it an alert's state change.
+type GrafanaAnnotation struct {
+	ID           int64    `yaml:"id"`
+	At           Offset   `yaml:"at"`
+	EndsAt       *Offset  `yaml:"endsAt"`
+	Text         string   `yaml:"text"`
+	Tags         []string `yaml:"tags"`
+	Login        string   `yaml:"login"`
+	Email        string   `yaml:"email"`
+	DashboardUID string   `yaml:"dashboardUID"`
+	PanelID      int64    `yaml:"panelId"`
+	AlertID      int64    `yaml:"alertId"`
+	AlertName    string   `yaml:"alertName"`
+}
+
 // PushedChange is one CI event for POST /api/v1/changes. Besides the
 // README's fields it takes the rest of the pushed-changes API (id,
 // previousRevision, previousVersion, status, compareUrl).
+//
+// With `format`, it is instead a sender's own event for
+// POST /api/v1/changes/{format}: `body` verbatim (times as "${-3m}",
+// RFC 3339, or "${ms:-3m}", epoch milliseconds), `query` the webhook
+// URL's parameters, and `ignored: true` when whatchanged must answer 202
+// (not a change).
 type PushedChange struct {
+	Format  string            `yaml:"format"`
+	Query   map[string]string `yaml:"query"`
+	Body    map[string]any    `yaml:"body"`
+	Ignored bool              `yaml:"ignored"`
+
 	ID               string        `yaml:"id"`
 	Kind             string        `yaml:"kind"`
 	Subject          ChangeSubject `yaml:"subject"`
@@ -334,6 +379,8 @@ type PushedChange struct {
 	At               *Offset       `yaml:"at"`
 	FinishedAt       *Offset       `yaml:"finishedAt"`
 }
+
+func (s ChangeSubject) zero() bool { return s == ChangeSubject{} }
 
 type ChangeSubject struct {
 	Namespace string `yaml:"namespace" json:"namespace,omitempty"`
@@ -522,6 +569,38 @@ func (sc *Scenario) validate() error {
 			default:
 				bad("%s: revision %d: status %q is not a Helm release status", where, r.Revision, r.Status)
 			}
+		}
+	}
+	for i, ch := range sc.Changes {
+		where := fmt.Sprintf("changes[%d]", i)
+		if ch.Format == "" {
+			if len(ch.Query) > 0 || ch.Body != nil || ch.Ignored {
+				bad("%s: query, body and ignored are for a sender's event (format:)", where)
+			}
+			continue
+		}
+		if !slices.Contains(senderFormats, ch.Format) {
+			bad("%s: format %q is not one of %s", where, ch.Format, strings.Join(senderFormats, ", "))
+		}
+		if ch.Body == nil {
+			bad("%s: a sender's event needs its body", where)
+		}
+		if ch.Kind != "" || !ch.Subject.zero() || ch.At != nil || ch.FinishedAt != nil || ch.Author != "" || ch.Revision != "" ||
+			ch.Version != "" || ch.ID != "" || ch.Message != "" || ch.URL != "" || ch.DeployedBy != "" || ch.Status != "" {
+			bad("%s: a sender's event (format: %s) says everything in its body and query", where, ch.Format)
+		}
+		if err := checkTimeRefs(ch.Body); err != nil {
+			bad("%s: body: %v", where, err)
+		}
+	}
+	for i, a := range sc.Grafana.Annotations {
+		if a.EndsAt != nil && a.EndsAt.D < a.At.D {
+			bad("grafana.annotations[%d]: endsAt before at", i)
+		}
+	}
+	for i, r := range sc.Grafana.Rules {
+		if len(r.Subject) == 0 {
+			bad("grafana.rules[%d]: subject is required", i)
 		}
 	}
 	for i, p := range sc.Pods {

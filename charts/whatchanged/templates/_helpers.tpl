@@ -102,7 +102,29 @@ Secret are all built from this list.
 {{- else }}{{ fail "sources.grafana.enabled needs sources.grafana.existingSecret (or token): a Grafana service-account token with the Viewer role" }}{{ end -}}
 {{- end -}}
 {{- end -}}
+{{- range $c := .Values.clusters -}}
+{{- with $c.kubeconfigSecret }}{{ $f = append $f (dict "path" (printf "kubeconfig-%s" $c.name) "secret" (required (printf "clusters (%s): kubeconfigSecret.name, the Secret holding the cluster's kubeconfig" $c.name) .name) "key" (.key | default "kubeconfig")) }}{{ end -}}
+{{- end -}}
 {{- toJson $f -}}
+{{- end -}}
+
+{{/*
+The Kubernetes settings of the cluster whatchanged runs in, as JSON: its
+RBAC is the chart's to grant. Without clusters, sources.kubernetes; with
+them, the entry without kubeconfigSecret (in-cluster config), its own
+settings over sources.kubernetes; enabled is false when every cluster is
+remote.
+*/}}
+{{- define "whatchanged.localKube" -}}
+{{- $k := deepCopy .Values.sources.kubernetes -}}
+{{- if .Values.clusters -}}
+{{- $local := list -}}
+{{- range .Values.clusters }}{{ if not .kubeconfigSecret }}{{ $local = append $local . }}{{ end }}{{ end -}}
+{{- if gt (len $local) 1 }}{{ fail (printf "clusters: %d entries have no kubeconfigSecret; only the cluster whatchanged runs in may go without one" (len $local)) }}{{ end -}}
+{{- $_ := set $k "enabled" (eq (len $local) 1) -}}
+{{- range $local }}{{ range $key, $v := pick . "namespaces" "rollouts" "configmaps" "secrets" "helm" "flux" }}{{ $_ := set $k $key $v }}{{ end }}{{ end -}}
+{{- end -}}
+{{- toJson $k -}}
 {{- end -}}
 
 {{/* Inline mode's upstreams as a JSON list: the operator's Alertmanager, then inline.upstreams. */}}
@@ -119,7 +141,8 @@ Secret are all built from this list.
 {{- toJson (concat $ups .Values.inline.upstreams) -}}
 {{- end -}}
 
-{{/* RBAC rules for workloads (Kubernetes source). */}}
+{{/* RBAC rules for workloads (Kubernetes source), given its settings
+     (sources.kubernetes, or a cluster's: whatchanged.localKube). */}}
 {{- define "whatchanged.kubeRules" -}}
 - apiGroups: [apps]
   resources: [deployments, replicasets, statefulsets, daemonsets, controllerrevisions]
@@ -130,12 +153,12 @@ Secret are all built from this list.
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
   verbs: [get, list, watch]
-{{- if ne .Values.sources.kubernetes.rollouts "off" }}
+{{- if ne .rollouts "off" }}
 - apiGroups: [argoproj.io]
   resources: [rollouts]
   verbs: [get, list, watch]
 {{- end }}
-{{- with .Values.sources.kubernetes }}
+{{- with . }}
 {{- $res := list }}
 {{- if or .configmaps .helm }}{{ $res = append $res "configmaps" }}{{ end }}
 {{- if or .secrets .helm }}{{ $res = append $res "secrets" }}{{ end }}
