@@ -19,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/whatchanged/whatchanged/enrich"
+	"github.com/whatchanged/whatchanged/sources/store"
 )
 
 // Config is the whole configuration file. Every key is documented in the
@@ -34,10 +35,15 @@ type Config struct {
 	Sources SourcesConfig  `yaml:"sources"`
 	// ClusterLabel is the alert label naming its cluster (default
 	// "cluster"), when Clusters lists several.
-	ClusterLabel string         `yaml:"cluster_label"`
-	Clusters     ClustersConfig `yaml:"clusters"`
-	Downstreams  Downstreams    `yaml:"downstreams"`
-	Inline       InlineConfig   `yaml:"inline"`
+	// Redis, when set, holds all shared state (pushed changes, Slack
+	// threads, the alert history) so replicas answer alike; else the
+	// embedded store in data_dir does.
+	Redis        *store.RedisConfig `yaml:"redis"`
+	ClusterLabel string             `yaml:"cluster_label"`
+	Clusters     ClustersConfig     `yaml:"clusters"`
+	Downstreams  Downstreams        `yaml:"downstreams"`
+	Inline       InlineConfig       `yaml:"inline"`
+	Timeline     TimelineConfig     `yaml:"timeline"`
 }
 
 type LogConfig struct {
@@ -523,6 +529,12 @@ func (c *Config) finish(file string, lines map[string]int) error {
 	if u := c.Server.ExternalURL; u != "" {
 		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || pu.RawQuery != "" {
 			p.bad("server.external_url", "want an http(s) URL such as https://whatchanged.example.com")
+		}
+	}
+	if c.Redis != nil {
+		c.Redis.Defaults()
+		for k, msg := range c.Redis.Validate() {
+			p.bad("redis."+k, msg)
 		}
 	}
 	c.Enrich = c.Enrich.WithDefaults()

@@ -54,6 +54,8 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 			want: []string{"c.yaml:2: auth.bearer_token_file: read secret file"}},
 		{name: "yaml syntax", yaml: "listen: [\n", want: []string{"c.yaml:"}},
 		{name: "not a mapping", yaml: "sources: 3\n", want: []string{"c.yaml:1: sources: expected a mapping"}},
+		{name: "redis", yaml: "redis:\n  addr: redis\n  password: s3cr3t\n  password_file: /x\n  timeot: 1s\n",
+			want: []string{`c.yaml:2: redis.addr: "redis" is not host:port`, "c.yaml:4: redis.password_file: set either password or password_file", "c.yaml:5: redis.timeot: unknown key"}},
 		{name: "clusters", yaml: "sources:\n  kubernetes: {enabled: true}\nclusters:\n  - name: eu\n    default: true\n  - name: eu\n    default: true\n" +
 			"  - name: 'us east'\n    kubernetes: {rollouts: sometimes}\n  - name: ap\n    match_re: {k8s_cluster: '('}\n    kubernetes: {kubeconfg: x}\n",
 			want: []string{"c.yaml:3: clusters: set clusters or sources.kubernetes, not both", `c.yaml:6: clusters[1].name: "eu" is configured twice`,

@@ -80,7 +80,7 @@ func (d *DownstreamConfig) finish(cfg *Config, p problems) {
 			if sl.Redis.Addr == "" {
 				p.bad("slack.redis.addr", "required (host:port)")
 			}
-		} else if cfg.DataDir == "" {
+		} else if cfg.DataDir == "" && cfg.Redis == nil {
 			p.bad("slack", "thread state needs data_dir or redis")
 		}
 		if !d.URL.empty() || d.URLFile != "" || d.HTTPConfig != nil {

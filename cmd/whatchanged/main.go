@@ -27,6 +27,10 @@ const usage = `whatchanged: attach what changed just before an alert fired.
 Usage:
   whatchanged [serve] [flags]          run the server (default)
   whatchanged explain --labels k=v,…   show what would be attached to an alert and why
+  whatchanged timeline --since 3h [--namespace NS] [--format md|json]
+                                       what fired and what changed, in order, for
+                                       the incident report (--server URL: ask a
+                                       running whatchanged; else read --config's store)
   whatchanged config check [--show] FILE
                                        validate a config file; --show prints it
                                        with secrets hidden and says which are set
@@ -65,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, args, stderr)
 	case "explain":
 		err = explain(ctx, args, stdout, stderr)
+	case "timeline":
+		err = timelineCmd(ctx, args, stdout, stderr)
 	case "config":
 		if len(args) == 0 || args[0] != "check" {
 			err = usageError{`unknown "config" command; did you mean "config check"?`}

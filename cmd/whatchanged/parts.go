@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"log/slog"
+	"net/http"
 	"slices"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/whatchanged/whatchanged/enrich"
 	"github.com/whatchanged/whatchanged/sources"
+	"github.com/whatchanged/whatchanged/sources/sharedcache"
 	"github.com/whatchanged/whatchanged/sources/store"
 )
 
@@ -44,7 +46,7 @@ func (s *SourcesConfig) parts() []part {
 }
 
 // outputs are where enriched notifications and alerts go.
-func (c *Config) outputs() []part { return []part{&c.Downstreams, &c.Inline} }
+func (c *Config) outputs() []part { return []part{&c.Downstreams, &c.Inline, &c.Timeline} }
 
 // inputs are the sources and the clusters' sources.
 func (c *Config) inputs() []part { return append(c.Sources.parts(), &c.Clusters) }
@@ -74,14 +76,22 @@ func (b *builder) addSource(src sources.Source, timeout time.Duration) {
 // onClose registers cleanup, run in reverse order by app.close.
 func (b *builder) onClose(f func() error) { b.a.closers = append(b.a.closers, f) }
 
-// store is the embedded store in data_dir, opened once for whoever needs it
-// (pushed changes, Slack threads); it holds a file lock.
-func (b *builder) store() (*store.Bolt, error) {
+// store is where state lives, opened once for whoever needs it (pushed
+// changes, Slack threads, the alert history): Redis when configured,
+// shared by the replicas; else the embedded store in data_dir, which holds
+// a file lock.
+func (b *builder) store() (store.Store, error) {
 	if b.a.store == nil {
-		if b.cfg.DataDir == "" {
-			return nil, errors.New("data_dir is required for the embedded store")
+		var st store.Store
+		var err error
+		switch {
+		case b.cfg.Redis != nil:
+			st, err = store.NewRedis(*b.cfg.Redis)
+		case b.cfg.DataDir == "":
+			return nil, errors.New("data_dir (or redis) is required for the state store")
+		default:
+			st, err = store.OpenBolt(b.cfg.DataDir, 2*time.Second)
 		}
-		st, err := store.OpenBolt(b.cfg.DataDir, 2*time.Second)
 		if err != nil {
 			return nil, err
 		}
@@ -89,6 +99,35 @@ func (b *builder) store() (*store.Bolt, error) {
 		b.onClose(st.Close)
 	}
 	return b.a.store, nil
+}
+
+// shared reports whether the store is shared with other replicas.
+func (b *builder) shared() bool { return b.cfg.Redis != nil }
+
+// pollOnce wraps a polling source's transport so replicas sharing Redis
+// share its answers: an answer one replica fetched serves the others for
+// fresh, and a stale one is revalidated by one replica only. identity names
+// the credentials (hashed into the cache key, never stored): two tokens
+// never share an answer. Without Redis, rt as is.
+func (b *builder) pollOnce(rt http.RoundTripper, source string, fresh time.Duration, maxBody int64, identity string) (http.RoundTripper, error) {
+	if !b.shared() {
+		return rt, nil
+	}
+	st, err := b.store()
+	if err != nil {
+		return nil, err
+	}
+	r, ok := st.(*store.Redis)
+	if !ok {
+		return rt, nil
+	}
+	tr, err := sharedcache.New(r.Client(), rt, sharedcache.Options{Fresh: fresh, MaxBody: maxBody, Log: b.log,
+		Credentials: func(*http.Request) string { return identity }})
+	if err != nil {
+		return nil, err
+	}
+	b.register(sharedCacheMetrics(source, tr)...)
+	return tr, nil
 }
 
 // register adds collectors when metrics are exported.

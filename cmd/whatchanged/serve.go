@@ -56,6 +56,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := a.start(ctx); err != nil {
 		return err
 	}
+	a.startHistory(ctx)
 
 	srv := server.New(server.Config{
 		Listen:           cfg.Listen,
@@ -73,6 +74,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		},
 	}, server.Deps{
 		Enricher: a.enricher, Targets: a.targets, Keeper: a.keeper, Changes: a.changes, Alertmanagers: a.alertmanagers,
+		History: a.history, Timeline: a.timeline, UI: a.ui,
 		Ready: a.ready, Gatherer: a.registry, Metrics: server.NewMetrics(a.registry), Log: log,
 	})
 	httpSrv := srv.HTTPServer(writeTimeout(cfg))

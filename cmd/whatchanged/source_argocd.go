@@ -50,6 +50,10 @@ func (a *ArgoCDSourceConfig) buildAs(b *builder, name string) error {
 	if err != nil {
 		return err
 	}
+	// An application list is often larger than the default bound.
+	if rt, err = b.pollOnce(rt, name, a.Refresh/2, 32<<20, credentialIdentity(a.HTTPConfig, GitHubAppConfig{})); err != nil {
+		return err
+	}
 	var dyn dynamic.Interface
 	if a.Kubernetes.Enabled {
 		kc := a.Kubernetes.Kubeconfig

@@ -19,8 +19,8 @@ func (c *ChangesSourceConfig) finish(cfg *Config, p problems) {
 	if !on {
 		return
 	}
-	if cfg.DataDir == "" {
-		p.root().bad("data_dir", "required when sources.changes is enabled")
+	if cfg.DataDir == "" && cfg.Redis == nil {
+		p.root().bad("data_dir", "required when sources.changes is enabled (or redis)")
 	}
 	c.Defaults()
 	for k, msg := range c.Validate() {
@@ -37,6 +37,9 @@ func (c *ChangesSourceConfig) build(b *builder) error {
 		return err
 	}
 	b.a.changes = changes.New("changes", c.Config, st, b.log)
+	if b.shared() {
+		b.a.changes.Shared()
+	}
 	b.addSource(b.a.changes, c.Timeout)
 	return nil
 }

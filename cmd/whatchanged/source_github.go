@@ -61,6 +61,9 @@ func (g *GitHubSourceConfig) build(b *builder) error {
 	if err != nil {
 		return err
 	}
+	if rt, err = b.pollOnce(rt, "github", g.Refresh/2, 0, credentialIdentity(g.HTTPConfig, g.App)); err != nil {
+		return err
+	}
 	src, err := github.New("github", g.Config, rt, b.log)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
@@ -12,6 +13,8 @@ import (
 
 	"github.com/whatchanged/whatchanged/enrich"
 	"github.com/whatchanged/whatchanged/enrich/deliver"
+	"github.com/whatchanged/whatchanged/enrich/history"
+	"github.com/whatchanged/whatchanged/enrich/timeline"
 	"github.com/whatchanged/whatchanged/sources"
 	"github.com/whatchanged/whatchanged/sources/changes"
 	"github.com/whatchanged/whatchanged/sources/kube"
@@ -24,7 +27,7 @@ type app struct {
 	cfg      Config
 	log      *slog.Logger
 	registry *prometheus.Registry
-	store    *store.Bolt
+	store    store.Store
 	changes  *changes.Source
 	kubes    []*kube.Source // one per cluster
 	started  time.Time
@@ -32,6 +35,11 @@ type app struct {
 	enricher *enrich.Enricher
 	targets  map[string]deliver.Target
 	keeper   *deliver.Keeper
+	// history records the alerts that pass, timeline and ui serve them
+	// (timeline.go); nil when the timeline is off.
+	history  *history.History
+	timeline *timeline.Builder
+	ui       http.Handler
 	// alertmanagers is set in inline mode.
 	alertmanagers *deliver.Alertmanagers
 	// closers release what building acquired; see close.

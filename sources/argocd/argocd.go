@@ -684,7 +684,7 @@ func (s *Source) ResolveSubject(labels map[string]string, subj sources.Subject) 
 		}
 	}
 	if a == nil && subj.Name != "" {
-		if m := s.managing(subj.Kind, subj.Namespace, subj.Name); m != nil && s.deploysTo(m, subj) {
+		if m := s.managing(subj); m != nil {
 			a = m
 			if subj.App != m.Metadata.Name {
 				if subj.App != "" && !slices.Contains(subj.Apps, subj.App) {

@@ -1,12 +1,15 @@
 package argocd
 
 import (
+	"slices"
 	"sort"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/whatchanged/whatchanged/sources"
 )
 
 // catalog indexes the known applications for the lookups every alert
@@ -15,13 +18,13 @@ import (
 // alone, an informer event — not per alert: an Argo CD may hold thousands.
 type catalog struct {
 	byName      map[string][]*application // app name → apps of that name, sorted by namespace
-	byWorkload  map[string]*application   // "Kind/ns/name" and "*/ns/name" → the app managing it
+	byWorkload  map[string][]*application // "Kind/ns/name" and "*/ns/name" → the apps managing it (one per cluster)
 	byNamespace map[string][]*application // namespace → apps deploying there
 }
 
 func newCatalog(apps []*application) *catalog {
 	sort.Slice(apps, func(i, j int) bool { return apps[i].key() < apps[j].key() }) // the same answers every time
-	c := &catalog{byName: map[string][]*application{}, byWorkload: map[string]*application{}, byNamespace: map[string][]*application{}}
+	c := &catalog{byName: map[string][]*application{}, byWorkload: map[string][]*application{}, byNamespace: map[string][]*application{}}
 	for _, a := range apps {
 		c.byName[a.Metadata.Name] = append(c.byName[a.Metadata.Name], a)
 		namespaces := map[string]bool{}
@@ -35,8 +38,8 @@ func newCatalog(apps []*application) *catalog {
 			}
 			namespaces[ns] = true
 			for _, k := range []string{r.Kind + "/" + ns + "/" + r.Name, "*/" + ns + "/" + r.Name} {
-				if _, taken := c.byWorkload[k]; !taken {
-					c.byWorkload[k] = a
+				if !slices.Contains(c.byWorkload[k], a) {
+					c.byWorkload[k] = append(c.byWorkload[k], a)
 				}
 			}
 		}
@@ -120,11 +123,17 @@ func (s *Source) lookup(app string) *application {
 	return found
 }
 
-// managing finds the app that manages a workload (its status.resources);
-// kind may be empty.
-func (s *Source) managing(kind, ns, name string) *application {
+// managing finds the app that manages the subject's workload (its
+// status.resources) in the subject's cluster; the kind may be empty.
+func (s *Source) managing(subj sources.Subject) *application {
+	kind := subj.Kind
 	if kind == "" {
 		kind = "*"
 	}
-	return s.apps().byWorkload[kind+"/"+ns+"/"+name]
+	for _, a := range s.apps().byWorkload[kind+"/"+subj.Namespace+"/"+subj.Name] {
+		if s.deploysTo(a, subj) {
+			return a
+		}
+	}
+	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -196,17 +197,21 @@ func (s *Source) change(a annotation) (sources.Change, bool) {
 	if c.Author == "" {
 		c.Author = a.Email
 	}
+	// A service account (CI, Argo CD notifications, Flux) wrote it for
+	// whoever shipped the change: it deployed, it did not author.
+	if strings.HasPrefix(a.Login, "sa-") {
+		c.Author, c.DeployedBy = "", a.Login
+	}
 	if a.TimeEnd > a.Time {
 		c.FinishedAt = time.UnixMilli(a.TimeEnd).UTC()
 	}
 	grafana := s.link(a)
 	// The link the annotation's writer gave (the CI run, the PR) says
 	// most; Grafana's own link stays among the links.
-	c.URL = link
-	if c.URL == "" {
-		c.URL = grafana
+	c.URL = grafana
+	if link != "" {
+		c.Links = []sources.Link{{Name: "link", URL: link}}
 	}
-	c.Links = []sources.Link{{Name: "grafana", URL: grafana}}
 	return c, true
 }
 

@@ -102,11 +102,11 @@ func TestAnnotationsMappedByRules(t *testing.T) {
 		Subject: sources.Subject{Namespace: "payments", App: "payments"},
 		Version: "1.8.4", Revision: "9f1c2e7a4b3d5e6f7a8b9c0d1e2f3a4b5c6d7e8f",
 		StartedAt: time.Date(2026, 11, 21, 10, 2, 11, 0, time.UTC), FinishedAt: time.Date(2026, 11, 21, 10, 4, 40, 0, time.UTC),
-		Author:  "sa-1-github-actions",
-		Message: "Deployed payments 1.8.4 to production: run 8123456789 fix retry budget & timeouts",
-		URL:     "https://github.com/acme/payments/actions/runs/8123456789",
-		Links: []sources.Link{{Name: "grafana",
-			URL: "https://grafana.example.com/d/payments-overview?from=1795251731000&orgId=3&to=1795259080000&viewPanel=4"}},
+		// A service account wrote it: it deployed, a person authored.
+		DeployedBy: "sa-1-github-actions",
+		Message:    "Deployed payments 1.8.4 to production: run 8123456789 fix retry budget & timeouts",
+		URL:        "https://grafana.example.com/d/payments-overview?from=1795251731000&orgId=3&to=1795259080000&viewPanel=4",
+		Links:      []sources.Link{{Name: "link", URL: "https://github.com/acme/payments/actions/runs/8123456789"}},
 	}
 	if a, b := mustJSON(t, deploy), mustJSON(t, want); a != b {
 		t.Errorf("deploy\n got %s\nwant %s", a, b)

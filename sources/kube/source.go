@@ -112,6 +112,11 @@ type Source struct {
 	synced  []cache.InformerSynced // guarded by mu
 	started atomic.Bool
 
+	// failing is when list/watch began failing without a pause (zero: it
+	// works); lastFailure the newest failure.
+	failMu               sync.Mutex
+	failing, lastFailure time.Time
+
 	mu sync.Mutex
 	// observed records when a watch saw a revision appear on an existing
 	// ReplicaSet or ControllerRevision (a rollback reuses the old one, whose
@@ -238,6 +243,11 @@ func (s *Source) Start(ctx context.Context) error {
 		if err := s.index(sc); err != nil {
 			return err
 		}
+		for _, inf := range sc.all() {
+			if err := inf.SetWatchErrorHandler(s.watchFailed); err != nil {
+				return err
+			}
+		}
 		fl.Start(ctx.Done())
 		fs.Start(ctx.Done())
 		fc.Start(ctx.Done())
@@ -258,6 +268,7 @@ func (s *Source) Start(ctx context.Context) error {
 		s.scopes = append(s.scopes, sc)
 	}
 	s.started.Store(true)
+	go s.probe(ctx)
 	s.log.Info("kubernetes source starting", "source", s.name, "namespaces", namespaces, "rollouts", rollouts,
 		"configmaps", *s.cfg.ConfigMaps, "secrets", s.cfg.Secrets, "helm", s.cfg.Helm,
 		"flux", flux[kustomizationsGVR] || flux[helmReleasesGVR])
@@ -473,6 +484,56 @@ func metaOf(obj any) (metav1.Object, error) {
 	return m, nil
 }
 
+// watchRecovered: an API server that has not failed for this long works
+// again.
+const watchRecovered = time.Minute
+
+// probeEvery: how often the API server is asked whether it answers. The
+// reflectors retry a refused connection among themselves without telling
+// (they resume the watch where it ended), so an API server that went away
+// after the caches synced would otherwise go unnoticed: answers come from
+// the cache, which is then the last state known.
+const probeEvery = 10 * time.Second
+
+// probe asks the API server's version (allowed to any client) now and then.
+func (s *Source) probe(ctx context.Context) {
+	sources.Every(ctx, probeEvery, func() {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		d := s.clients.Kube.Discovery()
+		if d == nil || d.RESTClient() == nil {
+			return
+		}
+		if err := d.RESTClient().Get().AbsPath("/version").Do(pctx).Error(); err != nil && ctx.Err() == nil {
+			s.watchFailed(nil, err)
+		}
+	})
+}
+
+// watchFailed notes a failed list/watch (the reflectors log it and retry).
+func (s *Source) watchFailed(_ *cache.Reflector, _ error) {
+	now := s.now()
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	if s.failing.IsZero() || now.Sub(s.lastFailure) > watchRecovered {
+		s.failing = now.UTC().Truncate(time.Second)
+	}
+	s.lastFailure = now
+}
+
+// unreachable says, once the API server has failed the watches for longer
+// than sync_timeout, that answers come from the cache: the caches keep the
+// last state known, which may be stale. One stable text per outage.
+func (s *Source) unreachable() error {
+	now := s.now()
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	if s.failing.IsZero() || now.Sub(s.lastFailure) > watchRecovered || now.Sub(s.failing) < s.cfg.SyncTimeout {
+		return nil
+	}
+	return fmt.Errorf("API server unreachable since %s UTC (answered from the cache)", s.failing.Format("15:04"))
+}
+
 // errNotSynced is returned until the caches have synced.
 var errNotSynced = fmt.Errorf("caches %w (is the API server reachable?)", sources.ErrNotSynced)
 
@@ -539,7 +600,7 @@ func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return out, nil
+	return out, s.unreachable()
 }
 
 // workloadChanges are a workload's rollouts plus what changed around its

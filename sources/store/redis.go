@@ -357,7 +357,7 @@ func checkKeys(kvs []KV) error {
 	return nil
 }
 
-// scanPage reads up to ARGV[3] keys of the sorted set KEYS[1] in the lex
+// scanScript reads up to ARGV[3] keys of the sorted set KEYS[1] in the lex
 // range [ARGV[1], ARGV[2]] and their values from the hash KEYS[2], as one
 // consistent page: key, value, key, value...
 var scanScript = redis.NewScript(`
@@ -374,6 +374,9 @@ end
 return out
 `)
 
+// Scan reads scanPage keys per round trip. Each page is consistent; unlike
+// bbolt's, the whole scan is not a snapshot: a key written or deleted by
+// another replica during a long scan may or may not be seen.
 func (r *Redis) Scan(ctx context.Context, bucket, from, to string, fn func(string, []byte) bool) error {
 	lo, hi := "-", "+"
 	if from != "" {
@@ -435,3 +438,7 @@ func (r *Redis) Delete(ctx context.Context, keys []Key) error {
 }
 
 func (r *Redis) Close() error { return r.client.Close() }
+
+// Client is the Redis client, for what shares the same Redis without being
+// a key/value store (the HTTP answer cache of the polling sources).
+func (r *Redis) Client() redis.UniversalClient { return r.client }

@@ -180,10 +180,28 @@ func TestClusterDown(t *testing.T) {
 			t.Errorf("cluster b's alert #%d with cluster b down took %s, more than the budget's bound %s", i, got.took, answerBound)
 		}
 		// The caches outlive the API server: b's last known history still
-		// answers (whatchanged does not yet say it may be stale).
+		// answers (and says so once the outage lasts; below).
 		if got.Suspect == nil || len(got.Suspect.Images) == 0 || got.Suspect.Images[0].To != newest["b"] {
 			t.Errorf("cluster b's alert #%d with its API server gone: suspect %+v, want the cached rollout to %s", i, got.Suspect, newest["b"])
 		}
+	}
+	// Once the watches have failed longer than sync_timeout, b's answers
+	// say they come from the cache.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := wc.enrich(t, apiAlert("b"), startsAt)
+		e := got.Annotations["whatchanged_error"]
+		if strings.Contains(e, "kubernetes@b: API server unreachable since ") && strings.Contains(e, "(answered from the cache)") {
+			t.Logf("cluster b's alerts say it is unreachable %s after it stopped: %s", time.Since(stopAt).Round(time.Second), e)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster b's alerts never said its API server is unreachable: whatchanged_error %q", e)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if got := wc.enrich(t, apiAlert("a"), startsAt); got.Annotations["whatchanged_error"] != "" {
+		t.Errorf("cluster a's alert carries cluster b's trouble: %q", got.Annotations["whatchanged_error"])
 	}
 	if code, body := wc.get(t, "/readyz"); code != 200 {
 		t.Errorf("/readyz with cluster b down: %d %s; want 200 (cluster a answers)", code, body)

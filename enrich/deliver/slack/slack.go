@@ -91,6 +91,15 @@ func (t *Target) Deliver(ctx context.Context, enriched, _ []byte) deliver.Result
 		known = false
 	}
 	now := t.now()
+	if g.Status == "firing" && (!known || !th.Firing) {
+		// A new episode: one replica posts its parent; another that got
+		// the same notification threads under it.
+		if won, err := t.threads.Claim(ctx, key+"|"+g.StartsAt.UTC().Format(time.RFC3339), claimKeep); err == nil && !won {
+			if other, ok := t.awaitParent(ctx, key, g.StartsAt); ok {
+				th, known = other, true
+			}
+		}
+	}
 	switch {
 	case g.Status == "firing" && (!known || !th.Firing):
 		ts, err := t.post(ctx, lvl.Channel, "", false, parentBlocks(g.group, t.cfg.AnnotationPrefix, lvl.Mention, now), g.fallback())
@@ -124,6 +133,36 @@ func (t *Target) Deliver(ctx context.Context, enriched, _ []byte) deliver.Result
 		}
 	}
 	return deliver.Result{Outcome: deliver.Delivered, Status: http.StatusOK}
+}
+
+// claimKeep bounds a claim: long enough for the winner to post, short
+// enough that a winner that died leaves no episode without a parent for long.
+const claimKeep = 10 * time.Minute
+
+// parentWait is how long a replica that lost the claim waits for the
+// winner's parent before posting its own (a duplicate beats a lost message).
+const parentWait = 5 * time.Second
+
+// awaitParent waits for the parent another replica is posting for the
+// episode that started at startedAt.
+func (t *Target) awaitParent(ctx context.Context, key string, startedAt time.Time) (Thread, bool) {
+	deadline := time.NewTimer(parentWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if th, ok, err := t.threads.Get(ctx, key); err == nil && ok && th.Firing && th.TS != "" && !th.StartedAt.Before(startedAt) {
+			return th, true
+		}
+		select {
+		case <-ctx.Done():
+			return Thread{}, false
+		case <-deadline.C:
+			t.log.Warn("slack: another replica claimed this group's parent but did not post it; posting one", "target", t.name)
+			return Thread{}, false
+		case <-tick.C:
+		}
+	}
 }
 
 func (t *Target) save(ctx context.Context, key string, th Thread, ttl time.Duration) {

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -223,6 +224,58 @@ func TestTwoReplicasShareThreadsInRedis(t *testing.T) {
 	}
 }
 
+// An Alertmanager HA pair delivers the same new group to two replicas at
+// the same moment: one parent, the other notification threads under it.
+// Both with the Redis threads and with the store-backed ones on a store
+// shared by both replicas (Redis through store.Redis in production).
+func TestConcurrentReplicasPostOneParent(t *testing.T) {
+	addr := startRedis(t)
+	shared, err := store.NewRedis(store.RedisConfig{Addr: addr, KeyPrefix: "claims-test:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shared.Close() })
+	flush := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { flush.Close() })
+	kinds := map[string]func() Threads{
+		"redis threads": func() Threads {
+			c := redis.NewClient(&redis.Options{Addr: addr})
+			t.Cleanup(func() { c.Close() })
+			return &RedisThreads{Client: c, Prefix: "whatchanged:slack:claims:"}
+		},
+		"shared store": func() Threads { return &BoltThreads{Store: shared} },
+	}
+	for name, threads := range kinds {
+		t.Run(name, func(t *testing.T) {
+			for round := 0; round < 5; round++ {
+				f := newFakeSlack(t)
+				a, b := newTarget(t, f, threads(), nil), newTarget(t, f, threads(), nil)
+				body := payload("firing", "high", 1, true)
+				var g sync.WaitGroup
+				for _, tg := range []*Target{a, b} {
+					g.Go(func() { deliverOK(t, tg, body) })
+				}
+				g.Wait()
+				parents := 0
+				var calls []string
+				for _, c := range f.recorded() {
+					if c.Method == "chat.postMessage" && c.ThreadTS == "" {
+						parents++
+					}
+					calls = append(calls, c.Method+" thread="+c.ThreadTS)
+				}
+				if parents != 1 || len(calls) != 2 {
+					t.Fatalf("round %d: %d parents, calls %q", round, parents, calls)
+				}
+				// Start the next round from an empty store.
+				if err := flush.FlushAll(context.Background()).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 func TestRateLimits(t *testing.T) {
 	t.Run("429 within the budget is retried", func(t *testing.T) {
 		f := newFakeSlack(t)
@@ -283,6 +336,9 @@ type brokenThreads struct{}
 
 func (brokenThreads) Get(context.Context, string) (Thread, bool, error) {
 	return Thread{}, false, errors.New("disk gone")
+}
+func (brokenThreads) Claim(context.Context, string, time.Duration) (bool, error) {
+	return false, errors.New("disk gone")
 }
 func (brokenThreads) Put(context.Context, string, Thread, time.Duration) error {
 	return errors.New("disk gone")

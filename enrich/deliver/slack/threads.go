@@ -29,6 +29,11 @@ type Thread struct {
 type Threads interface {
 	Get(ctx context.Context, key string) (Thread, bool, error)
 	Put(ctx context.Context, key string, t Thread, ttl time.Duration) error
+	// Claim reserves posting the parent message of one firing episode of a
+	// group (key) for the caller, atomically across replicas sharing the
+	// store: an Alertmanager HA pair may deliver the same notification to
+	// two replicas at once. won is false when another already claimed it.
+	Claim(ctx context.Context, key string, ttl time.Duration) (won bool, err error)
 }
 
 // BoltThreads keeps threads in the embedded file store (survives restarts
@@ -63,6 +68,18 @@ func (b *BoltThreads) Get(ctx context.Context, key string) (Thread, bool, error)
 	}
 	return t, true, nil
 }
+
+func (b *BoltThreads) Claim(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	v, err := json.Marshal(Thread{ExpiresAt: b.clock().Add(ttl)}) // pruned as an expired thread
+	if err != nil {
+		return false, err
+	}
+	k := store.Key{Bucket: threadsBucket, Key: claimPrefix + key}
+	return b.Store.PutIfAbsent(ctx, k, []store.KV{{Key: k, Value: v}})
+}
+
+// claimPrefix keeps claims apart from the threads in one bucket.
+const claimPrefix = "claim|"
 
 func (b *BoltThreads) Put(ctx context.Context, key string, t Thread, ttl time.Duration) error {
 	if ttl > 0 {
@@ -139,4 +156,8 @@ func (r *RedisThreads) Put(ctx context.Context, key string, t Thread, ttl time.D
 		return err
 	}
 	return r.Client.Set(ctx, r.Prefix+key, v, ttl).Err()
+}
+
+func (r *RedisThreads) Claim(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	return r.Client.SetNX(ctx, r.Prefix+claimPrefix+key, 1, ttl).Result()
 }
