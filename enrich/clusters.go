@@ -38,7 +38,9 @@ type ClusterError struct {
 	Err   error
 }
 
-func (e *ClusterError) Error() string { return fmt.Sprintf("clusters[%d].%s: %v", e.Index, e.Key, e.Err) }
+func (e *ClusterError) Error() string {
+	return fmt.Sprintf("clusters[%d].%s: %v", e.Index, e.Key, e.Err)
+}
 
 // NewClusters compiles the specs; a bad matcher is reported with its key
 // (clusters[i].match_re.<label>).
