@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/whatchanged/whatchanged/enrich/deliver"
 )
 
@@ -54,7 +56,7 @@ func TestBuildInfoMetric(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.close()
-	mfs, err := a.registry.Gather()
+	mfs, err := prometheus.Gatherers{newBaseRegistry(), a.registry}.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

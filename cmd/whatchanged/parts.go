@@ -63,6 +63,8 @@ type builder struct {
 	// reg is nil for one-shot commands (explain), which export no metrics.
 	reg       prometheus.Registerer
 	resolvers []sources.SubjectResolver
+	// inherit is the store of the app being replaced (a reload).
+	inherit store.Store
 }
 
 // addSource asks src within its timeout on every alert.
@@ -81,6 +83,16 @@ func (b *builder) onClose(f func() error) { b.a.closers = append(b.a.closers, f)
 // shared by the replicas; else the embedded store in data_dir, which holds
 // a file lock.
 func (b *builder) store() (store.Store, error) {
+	if b.a.store == nil && b.inherit != nil {
+		b.a.store = b.inherit
+		a := b.a
+		b.onClose(func() error { // once it took the store over
+			if a.ownsStore {
+				return a.store.Close()
+			}
+			return nil
+		})
+	}
 	if b.a.store == nil {
 		var st store.Store
 		var err error
@@ -95,8 +107,14 @@ func (b *builder) store() (store.Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		b.a.store = st
-		b.onClose(st.Close)
+		b.a.store, b.a.ownsStore = st, true
+		a := b.a
+		b.onClose(func() error {
+			if a.ownsStore {
+				return st.Close()
+			}
+			return nil
+		})
 	}
 	return b.a.store, nil
 }

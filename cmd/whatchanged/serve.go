@@ -8,7 +8,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"sort"
+	"syscall"
 	"time"
 
 	"github.com/whatchanged/whatchanged/enrich"
@@ -50,13 +53,15 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer a.close()
-
-	// Sources keep background work (pruning, informers) on ctx until shutdown.
-	if err := a.start(ctx); err != nil {
+	rl := newReloader(ctx, f, log, newBaseRegistry())
+	rl.drain = writeTimeout(cfg)
+	// Sources keep background work (pruning, informers) until shutdown or
+	// until a reload replaces them.
+	if err := rl.first(a); err != nil {
+		a.close()
 		return err
 	}
-	a.startHistory(ctx)
+	defer rl.close()
 
 	srv := server.New(server.Config{
 		Listen:           cfg.Listen,
@@ -72,12 +77,22 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			// them again when they change.
 			BearerTokenFile: cfg.Auth.BearerTokenFile, BasicPasswordFile: cfg.Auth.BasicAuth.PasswordFile,
 		},
-	}, server.Deps{
-		Enricher: a.enricher, Targets: a.targets, Keeper: a.keeper, Changes: a.changes, Alertmanagers: a.alertmanagers,
-		History: a.history, Timeline: a.timeline, UI: a.ui,
-		Ready: a.ready, Gatherer: a.registry, Metrics: server.NewMetrics(a.registry), Log: log,
-	})
+	}, rl.deps(a))
+	rl.srv = srv
 	httpSrv := srv.HTTPServer(writeTimeout(cfg))
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				_ = rl.reload() // logged and counted; the old config stays on error
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

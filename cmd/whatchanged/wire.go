@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/whatchanged/whatchanged/enrich"
 	"github.com/whatchanged/whatchanged/enrich/deliver"
@@ -28,13 +27,16 @@ type app struct {
 	log      *slog.Logger
 	registry *prometheus.Registry
 	store    store.Store
-	changes  *changes.Source
-	kubes    []*kube.Source // one per cluster
-	started  time.Time
-	entries  []enrich.SourceEntry
-	enricher *enrich.Enricher
-	targets  map[string]deliver.Target
-	keeper   *deliver.Keeper
+	// ownsStore: this app closes the store; a reloaded app takes it over
+	// from the one it replaces (a bbolt file holds a lock).
+	ownsStore bool
+	changes   *changes.Source
+	kubes     []*kube.Source // one per cluster
+	started   time.Time
+	entries   []enrich.SourceEntry
+	enricher  *enrich.Enricher
+	targets   map[string]deliver.Target
+	keeper    *deliver.Keeper
 	// history records the alerts that pass, timeline and ui serve them
 	// (timeline.go); nil when the timeline is off.
 	history  *history.History
@@ -59,9 +61,18 @@ func newLogger(cfg LogConfig, w interface{ Write([]byte) (int, error) }) *slog.L
 // build wires every part (sources, the pipeline, where notifications go).
 // withMetrics is false for one-shot commands. On error, whatever was built
 // is closed.
-func build(cfg Config, log *slog.Logger, withMetrics bool) (_ *app, err error) {
+func build(cfg Config, log *slog.Logger, withMetrics bool) (*app, error) {
+	return buildFrom(cfg, log, withMetrics, nil)
+}
+
+// buildFrom builds an app to replace prev (a reloaded config): the store
+// prev opened is shared, not opened again.
+func buildFrom(cfg Config, log *slog.Logger, withMetrics bool, prev *app) (_ *app, err error) {
 	a := &app{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
 	b := &builder{a: a, cfg: &a.cfg, log: log}
+	if prev != nil {
+		b.inherit = prev.store
+	}
 	defer func() {
 		if err != nil {
 			a.close()
@@ -69,9 +80,9 @@ func build(cfg Config, log *slog.Logger, withMetrics bool) (_ *app, err error) {
 	}()
 	var em *enrich.Metrics
 	if withMetrics {
+		// Process and build metrics are serve's (newBaseRegistry): they
+		// outlive a reload.
 		b.reg = a.registry
-		b.register(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		registerBuildInfo(a.registry)
 		em = enrich.NewMetrics(a.registry)
 	}
 	for _, p := range a.cfg.inputs() {

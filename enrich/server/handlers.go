@@ -29,45 +29,45 @@ func (s *Server) webhook(c *gin.Context) {
 	if route == "" {
 		route = defaultRoute
 	}
-	target, ok := s.deps.Targets[route]
+	target, ok := s.d().Targets[route]
 	if !ok {
-		s.deps.Metrics.notification(route, "unknown_route")
+		s.d().Metrics.notification(route, "unknown_route")
 		fail(c, http.StatusNotFound, fmt.Sprintf("no downstream named %q is configured (downstreams: in the config)", route))
 		return
 	}
 	original, ok := s.readJSON(c)
 	if !ok {
-		s.deps.Metrics.notification(route, "bad_request")
+		s.d().Metrics.notification(route, "bad_request")
 		return
 	}
 	payload, err := enrich.DecodeWebhook(original)
 	if err != nil {
-		s.deps.Metrics.notification(route, "bad_request")
+		s.d().Metrics.notification(route, "bad_request")
 		fail(c, http.StatusBadRequest, err.Error())
 		return
 	}
 	ectx, cancel := s.enrichContext(c)
-	took := s.deps.Enricher.Annotate(ectx, payload.Alerts, nil)
+	took := s.d().Enricher.Annotate(ectx, payload.Alerts, nil)
 	cancel()
 	enriched, err := payload.Encode()
 	if err != nil { // cannot happen for decoded input; never lose the alert over it
-		s.deps.Log.Error("encode enriched payload; sending the original", "err", err)
+		s.d().Log.Error("encode enriched payload; sending the original", "err", err)
 		enriched = original
 	}
 
 	start := time.Now()
 	res := target.Deliver(c.Request.Context(), enriched, original)
-	s.deps.Metrics.delivered(route, res.Outcome, time.Since(start))
+	s.d().Metrics.delivered(route, res.Outcome, time.Since(start))
 
 	attrs := []any{"route", route, "groupKey", payload.GroupKey, "alerts", len(payload.Alerts),
 		"outcome", res.Outcome, "downstream_status", res.Status, "enrich_duration", took}
 	switch res.Outcome {
 	case deliver.Retry, deliver.Rejected:
-		s.deps.Log.Warn("delivery failed; asking Alertmanager to retry", append(attrs, "err", res.Err)...)
+		s.d().Log.Warn("delivery failed; asking Alertmanager to retry", append(attrs, "err", res.Err)...)
 	case deliver.Fallback:
-		s.deps.Log.Warn("downstream rejected the enriched notification; delivered the original", append(attrs, "err", res.Err)...)
+		s.d().Log.Warn("downstream rejected the enriched notification; delivered the original", append(attrs, "err", res.Err)...)
 	default:
-		s.deps.Log.Debug("notification delivered", attrs...)
+		s.d().Log.Debug("notification delivered", attrs...)
 	}
 	body := gin.H{"status": res.Outcome, "alerts": len(payload.Alerts)}
 	if res.Status != 0 {
@@ -78,7 +78,7 @@ func (s *Server) webhook(c *gin.Context) {
 	}
 	s.answer(c, res.HTTPStatus(), body)
 	// Answered: the history takes its copy without holding the answer.
-	s.deps.History.Observe("webhook "+route, s.deps.Enricher.AnnotationPrefix(), payload.Alerts)
+	s.d().History.Observe("webhook "+route, s.d().Enricher.AnnotationPrefix(), payload.Alerts)
 }
 
 // debugEnrich shows what would be attached and why, and never delivers. It
@@ -117,7 +117,7 @@ func (s *Server) debugEnrich(c *gin.Context) {
 		return
 	}
 	ectx, cancel := s.enrichContext(c)
-	report := s.deps.Enricher.Enrich(ectx, alerts, nil)
+	report := s.d().Enricher.Enrich(ectx, alerts, nil)
 	cancel()
 	// A window outside the years 0001-9999 is no real alert's, and past
 	// 9999 it cannot be written as JSON (the answer would fail after its
@@ -160,9 +160,9 @@ func (s *Server) recordFrom(c *gin.Context) {
 		return
 	}
 	s.record(c, func(body []byte) (changes.Event, error) {
-		if s.deps.Changes.Signed(format) {
+		if s.d().Changes.Signed(format) {
 			sig := c.GetHeader(changes.SignatureHeader(format))
-			if err := s.deps.Changes.VerifySignature(format, body, sig); err != nil {
+			if err := s.d().Changes.VerifySignature(format, body, sig); err != nil {
 				return changes.Event{}, err
 			}
 		}
@@ -174,7 +174,7 @@ func (s *Server) recordFrom(c *gin.Context) {
 // itself by its signature, checked once the body is read; any other
 // needs the inbound credentials like the rest of /api/v1.
 func (s *Server) authenticateSender(c *gin.Context) {
-	if s.deps.Changes != nil && s.deps.Changes.Signed(c.Param("format")) {
+	if s.d().Changes != nil && s.d().Changes.Signed(c.Param("format")) {
 		return
 	}
 	s.authenticate(c)
@@ -182,7 +182,7 @@ func (s *Server) authenticateSender(c *gin.Context) {
 
 // record is the one path of a pushed change: read, decode, store, answer.
 func (s *Server) record(c *gin.Context, decode func([]byte) (changes.Event, error)) {
-	if s.deps.Changes == nil {
+	if s.d().Changes == nil {
 		fail(c, http.StatusNotFound, "the pushed-changes source is not enabled (sources.changes in the config)")
 		return
 	}
@@ -194,7 +194,7 @@ func (s *Server) record(c *gin.Context, decode func([]byte) (changes.Event, erro
 	if err == nil {
 		var ch any
 		var created bool
-		ch, created, err = s.deps.Changes.Record(c.Request.Context(), ev)
+		ch, created, err = s.d().Changes.Record(c.Request.Context(), ev)
 		if err == nil {
 			status := http.StatusOK
 			if created {
@@ -213,13 +213,15 @@ func (s *Server) record(c *gin.Context, decode func([]byte) (changes.Event, erro
 	case errors.Is(err, changes.ErrBadSignature):
 		fail(c, http.StatusUnauthorized, err.Error())
 	default:
-		s.deps.Log.Error("record pushed change", "path", c.Request.URL.Path, "err", err)
-		fail(c, http.StatusInternalServerError, "could not store the change; try again")
+		// The store (Redis, the disk) failed: the sender retries a 503.
+		s.d().Log.Error("record pushed change", "path", c.Request.URL.Path, "err", err)
+		c.Header("Retry-After", "5")
+		fail(c, http.StatusServiceUnavailable, "could not store the change; try again")
 	}
 }
 
 func (s *Server) listChanges(c *gin.Context) {
-	if s.deps.Changes == nil {
+	if s.d().Changes == nil {
 		fail(c, http.StatusNotFound, "the pushed-changes source is not enabled")
 		return
 	}
@@ -241,7 +243,7 @@ func (s *Server) listChanges(c *gin.Context) {
 		}
 		limit = n
 	}
-	list, err := s.deps.Changes.List(c.Request.Context(), time.Now().Add(-since), limit)
+	list, err := s.d().Changes.List(c.Request.Context(), time.Now().Add(-since), limit)
 	if err != nil {
 		fail(c, http.StatusInternalServerError, "list changes: "+err.Error())
 		return
@@ -250,11 +252,11 @@ func (s *Server) listChanges(c *gin.Context) {
 }
 
 func (s *Server) listNotifications(c *gin.Context) {
-	if s.deps.Keeper == nil {
+	if s.d().Keeper == nil {
 		fail(c, http.StatusNotFound, "notifications are kept only when no downstream is configured")
 		return
 	}
-	s.answer(c, http.StatusOK, gin.H{"notifications": s.deps.Keeper.List()})
+	s.answer(c, http.StatusOK, gin.H{"notifications": s.d().Keeper.List()})
 }
 
 // answer writes v as JSON with status. It is encoded before anything is
@@ -263,7 +265,7 @@ func (s *Server) listNotifications(c *gin.Context) {
 func (s *Server) answer(c *gin.Context, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		s.deps.Log.Error("encode answer", "path", c.FullPath(), "err", err)
+		s.d().Log.Error("encode answer", "path", c.FullPath(), "err", err)
 		fail(c, http.StatusInternalServerError, "cannot encode the answer: "+err.Error())
 		return
 	}

@@ -21,18 +21,18 @@ import (
 func (s *Server) inlineAlerts(c *gin.Context) {
 	original, ok := s.readJSON(c)
 	if !ok {
-		s.deps.Metrics.notification("inline", "bad_request")
+		s.d().Metrics.notification("inline", "bad_request")
 		return
 	}
 	enriched := original
 	alerts, err := enrich.DecodeAlerts(original)
 	if err != nil {
-		s.deps.Log.Warn("inline: cannot decode alerts; forwarding them unchanged", "err", err)
+		s.d().Log.Warn("inline: cannot decode alerts; forwarding them unchanged", "err", err)
 	} else {
 		now := time.Now()
 		ectx, cancel := s.enrichContext(c)
 		defer cancel()
-		s.deps.Enricher.Annotate(ectx, alerts, func(a *enrich.Alert) string {
+		s.d().Enricher.Annotate(ectx, alerts, func(a *enrich.Alert) string {
 			if !a.Firing(now) {
 				return "resolved"
 			}
@@ -41,11 +41,11 @@ func (s *Server) inlineAlerts(c *gin.Context) {
 		if b, err := enrich.EncodeAlerts(alerts); err == nil {
 			enriched = b
 		} else {
-			s.deps.Log.Error("inline: encode enriched alerts; forwarding the originals", "err", err)
+			s.d().Log.Error("inline: encode enriched alerts; forwarding the originals", "err", err)
 		}
 	}
 
-	res := s.deps.Alertmanagers.PostAlerts(c.Request.Context(), enriched, original)
+	res := s.d().Alertmanagers.PostAlerts(c.Request.Context(), enriched, original)
 	outcome := "delivered"
 	switch {
 	case res.Status >= 400 && res.Status < 500:
@@ -53,17 +53,17 @@ func (s *Server) inlineAlerts(c *gin.Context) {
 	case res.Status >= 500:
 		outcome = "retry"
 	}
-	s.deps.Metrics.notification("inline", outcome)
+	s.d().Metrics.notification("inline", outcome)
 	if outcome != "delivered" {
-		s.deps.Log.Warn("inline: alerts not accepted by every upstream", "alerts", len(alerts), "status", res.Status,
+		s.d().Log.Warn("inline: alerts not accepted by every upstream", "alerts", len(alerts), "status", res.Status,
 			"upstreams", strings.Join(res.PerUpstream, "; "))
 	} else {
-		s.deps.Log.Debug("inline: alerts forwarded", "alerts", len(alerts), "upstreams", strings.Join(res.PerUpstream, "; "))
+		s.d().Log.Debug("inline: alerts forwarded", "alerts", len(alerts), "upstreams", strings.Join(res.PerUpstream, "; "))
 	}
 	ctype := res.ContentType
 	if ctype == "" {
 		ctype = "application/json"
 	}
 	c.Data(res.Status, ctype, res.Body)
-	s.deps.History.Observe("inline", s.deps.Enricher.AnnotationPrefix(), alerts)
+	s.d().History.Observe("inline", s.d().Enricher.AnnotationPrefix(), alerts)
 }

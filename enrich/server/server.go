@@ -13,11 +13,13 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/whatchanged/whatchanged/enrich"
@@ -112,14 +114,35 @@ type Deps struct {
 	Gatherer prometheus.Gatherer
 	Metrics  *Metrics
 	Log      *slog.Logger
+	// Reload, when set, serves POST /-/reload: re-read the config and
+	// replace what it builds (SetDeps), or keep the old one and say why.
+	Reload func() error
 }
 
 // Server holds the router.
 type Server struct {
-	cfg      Config
-	deps     Deps
+	cfg Config
+	// deps are replaced as a whole on a config reload; a request reads
+	// them once it is admitted and keeps what it read.
+	deps     atomic.Pointer[Deps]
+	proxy    atomic.Pointer[http.Handler] // inline mode: to the current upstreams
 	router   *gin.Engine
 	inflight *semaphore.Weighted
+}
+
+// d is the current dependencies.
+func (s *Server) d() *Deps { return s.deps.Load() }
+
+// SetDeps replaces the dependencies (a reloaded config); requests under
+// way finish with the ones they started with. Whether inline mode is on
+// is fixed at New.
+func (s *Server) SetDeps(d Deps) {
+	if d.Alertmanagers != nil {
+		prefix := strings.TrimSuffix("/"+strings.Trim(s.cfg.InlinePrefix, "/"), "/")
+		h := d.Alertmanagers.Proxy(prefix, s.cfg.MaxBodyBytes)
+		s.proxy.Store(&h)
+	}
+	s.deps.Store(&d)
 }
 
 // New builds the router.
@@ -139,7 +162,8 @@ func New(cfg Config, deps Deps) *Server {
 	if cfg.Auth.BasicPasswordFile != "" {
 		cfg.Auth.passwordFile = newFileCredential(cfg.Auth.BasicPasswordFile)
 	}
-	s := &Server{cfg: cfg, deps: deps, router: gin.New(), inflight: semaphore.NewWeighted(cfg.MaxInflightBytes)}
+	s := &Server{cfg: cfg, router: gin.New(), inflight: semaphore.NewWeighted(cfg.MaxInflightBytes)}
+	s.SetDeps(deps)
 	r := s.router
 	r.Use(s.recover, s.logRequests)
 	r.NoRoute(func(c *gin.Context) {
@@ -152,13 +176,14 @@ func New(cfg Config, deps Deps) *Server {
 
 	r.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
 	r.GET("/readyz", s.readyz)
-	metrics := promhttp.HandlerFor(deps.Gatherer, promhttp.HandlerOpts{})
+	metrics := promhttp.HandlerFor(prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return s.d().Gatherer.Gather() }), promhttp.HandlerOpts{})
 	if cfg.Auth.ProtectMetrics {
 		r.GET("/metrics", s.authenticate, gin.WrapH(metrics))
 	} else {
 		r.GET("/metrics", gin.WrapH(metrics))
 	}
 
+	r.POST("/-/reload", s.authenticateUnlessLoopback, s.reload)
 	r.POST("/webhook", s.authenticate, s.admit, s.webhook)
 	r.POST("/webhook/:route", s.authenticate, s.admit, s.webhook)
 
@@ -181,7 +206,7 @@ func New(cfg Config, deps Deps) *Server {
 
 	if deps.Alertmanagers != nil {
 		prefix := "/" + strings.Trim(cfg.InlinePrefix, "/")
-		proxy := gin.WrapH(deps.Alertmanagers.Proxy(strings.TrimSuffix(prefix, "/"), cfg.MaxBodyBytes))
+		proxy := gin.WrapH(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*s.proxy.Load()).ServeHTTP(w, r) }))
 		alertsPath := strings.TrimSuffix(prefix, "/") + "/api/v2/alerts"
 		r.POST(alertsPath, s.authenticate, s.admit, s.inlineAlerts)
 		r.GET(alertsPath, s.authenticate, proxy) // alert queries (amtool alert query)
@@ -213,7 +238,7 @@ func ownPath(p string) bool {
 	case "/healthz", "/readyz", "/metrics", "/webhook", "/ui":
 		return true
 	}
-	return strings.HasPrefix(p, "/webhook/") || strings.HasPrefix(p, "/debug/") || strings.HasPrefix(p, "/api/v1/") || strings.HasPrefix(p, "/ui/")
+	return strings.HasPrefix(p, "/-/") || strings.HasPrefix(p, "/webhook/") || strings.HasPrefix(p, "/debug/") || strings.HasPrefix(p, "/api/v1/") || strings.HasPrefix(p, "/ui/")
 }
 
 // Handler is the http.Handler to serve.
@@ -245,7 +270,7 @@ func fail(c *gin.Context, status int, msg string) {
 func (s *Server) recover(c *gin.Context) {
 	defer func() {
 		if v := recover(); v != nil {
-			s.deps.Log.Error("handler panicked", "path", c.FullPath(), "panic", v)
+			s.d().Log.Error("handler panicked", "path", c.FullPath(), "panic", v)
 			// 500: Alertmanager retries, nothing is lost.
 			fail(c, http.StatusInternalServerError, "internal error")
 		}
@@ -265,12 +290,12 @@ func (s *Server) logRequests(c *gin.Context) {
 	if w.err != nil {
 		// The sender will not see this answer: for a webhook it retries, and
 		// a delivered notification is delivered again.
-		s.deps.Metrics.writeFailure(c.FullPath())
-		s.deps.Log.Warn("response not written", "method", c.Request.Method, "path", c.Request.URL.Path,
+		s.d().Metrics.writeFailure(c.FullPath())
+		s.d().Log.Warn("response not written", "method", c.Request.Method, "path", c.Request.URL.Path,
 			"status", c.Writer.Status(), "duration", time.Since(start), "err", w.err)
 		return
 	}
-	s.deps.Log.Log(c.Request.Context(), level, "request", "method", c.Request.Method,
+	s.d().Log.Log(c.Request.Context(), level, "request", "method", c.Request.Method,
 		"path", c.Request.URL.Path, "status", c.Writer.Status(), "duration", time.Since(start))
 }
 
@@ -328,8 +353,8 @@ func (s *Server) admit(c *gin.Context) {
 		err = errors.New("full")
 	}
 	if err != nil {
-		s.deps.Metrics.shedRequest(c.FullPath())
-		s.deps.Log.Warn("busy: request shed", "path", c.Request.URL.Path, "bytes", weight,
+		s.d().Metrics.shedRequest(c.FullPath())
+		s.d().Log.Warn("busy: request shed", "path", c.Request.URL.Path, "bytes", weight,
 			"max_inflight_bytes", s.cfg.MaxInflightBytes, "waited", s.cfg.InflightWait)
 		c.Header("Retry-After", "5")
 		fail(c, http.StatusServiceUnavailable, fmt.Sprintf("busy: %s of requests already in flight (server.max_inflight_bytes); retry later",
@@ -339,10 +364,10 @@ func (s *Server) admit(c *gin.Context) {
 	// The enrichment clock starts now: waiting for room is not the
 	// notification's budget (the write timeout counts the wait apart).
 	c.Set(arrivalKey, time.Now())
-	s.deps.Metrics.inflightBytes(weight)
+	s.d().Metrics.inflightBytes(weight)
 	defer func() {
 		s.inflight.Release(weight)
-		s.deps.Metrics.inflightBytes(-weight)
+		s.d().Metrics.inflightBytes(-weight)
 	}()
 	c.Next()
 }
@@ -394,7 +419,7 @@ func isLoopback(listen string) bool {
 }
 
 func (s *Server) readyz(c *gin.Context) {
-	if ok, why := s.deps.Ready(); !ok {
+	if ok, why := s.d().Ready(); !ok {
 		c.String(http.StatusServiceUnavailable, "not ready: %s\n", why)
 		return
 	}
@@ -422,4 +447,32 @@ func (s *Server) readBody(c *gin.Context) ([]byte, bool) {
 		return nil, false
 	}
 	return body, true
+}
+
+// reload re-reads the config, as Alertmanager's POST /-/reload does: 200
+// when the new one is in use, 500 with the reason when it was refused (the
+// old one stays).
+func (s *Server) reload(c *gin.Context) {
+	d := s.d()
+	if d.Reload == nil {
+		fail(c, http.StatusNotFound, "reload is not available (no config file)")
+		return
+	}
+	if err := d.Reload(); err != nil {
+		fail(c, http.StatusInternalServerError, "config not reloaded, the previous one stays in use: "+err.Error())
+		return
+	}
+	s.answer(c, http.StatusOK, gin.H{"status": "reloaded"})
+}
+
+// authenticateUnlessLoopback lets a config reloader in the same pod (which
+// has no credentials) reload, as Alertmanager's /-/reload does; anything
+// from another address authenticates as for /api.
+func (s *Server) authenticateUnlessLoopback(c *gin.Context) {
+	if host, _, err := net.SplitHostPort(c.Request.RemoteAddr); err == nil {
+		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+			return
+		}
+	}
+	s.authenticate(c)
 }

@@ -15,7 +15,7 @@ import (
 // timeline is GET /api/v1/timeline: what fired and what changed in a
 // window, as JSON, or Markdown with Accept: text/markdown or format=md.
 func (s *Server) timeline(c *gin.Context) {
-	if s.deps.Timeline == nil {
+	if s.d().Timeline == nil {
 		fail(c, http.StatusNotFound, "the timeline needs the alert history (data_dir or redis)")
 		return
 	}
@@ -41,13 +41,13 @@ func (s *Server) timeline(c *gin.Context) {
 	}
 	f := timeline.Filter{Namespace: c.Query("namespace"), Workload: c.Query("workload"), App: c.Query("app"),
 		Alertname: c.Query("alertname"), Cluster: c.Query("cluster"), Matchers: c.Query("matchers")}
-	tl, err := s.deps.Timeline.Build(c.Request.Context(), f, from, to)
+	tl, err := s.d().Timeline.Build(c.Request.Context(), f, from, to)
 	if err != nil {
 		s.badTimeline(c, err)
 		return
 	}
 	if markdown {
-		c.Data(http.StatusOK, "text/markdown; charset=utf-8", []byte(tl.Markdown(s.deps.Timeline.Loc())))
+		c.Data(http.StatusOK, "text/markdown; charset=utf-8", []byte(tl.Markdown(s.d().Timeline.Loc())))
 		return
 	}
 	s.answer(c, http.StatusOK, tl)
@@ -59,7 +59,7 @@ func (s *Server) badTimeline(c *gin.Context, err error) {
 		c.AbortWithStatusJSON(http.StatusBadRequest, errorBody{Error: fe.Error(), Field: fe.Field})
 		return
 	}
-	s.deps.Log.Error("build timeline", "err", err)
+	s.d().Log.Error("build timeline", "err", err)
 	fail(c, http.StatusInternalServerError, "could not build the timeline: "+err.Error())
 }
 
@@ -85,9 +85,9 @@ func wantsMarkdown(c *gin.Context) (bool, error) {
 
 // ui serves the timeline page, when there is one.
 func (s *Server) ui(c *gin.Context) {
-	if s.deps.UI == nil {
+	if s.d().UI == nil {
 		fail(c, http.StatusNotFound, "the timeline page needs the alert history (data_dir or redis)")
 		return
 	}
-	s.deps.UI.ServeHTTP(c.Writer, c.Request)
+	s.d().UI.ServeHTTP(c.Writer, c.Request)
 }

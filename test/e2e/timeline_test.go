@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/whatchanged/whatchanged/test/uitest"
 )
 
 // TestTimelineOfAlertsThroughAlertmanager: a real Alertmanager fires and
@@ -187,6 +189,9 @@ receivers:
 		t.Errorf("timeline --server without the token: %v %s", err, errOut)
 	}
 
+	// The page, in a real Chromium, against this run.
+	checkPage(t, wcURL, token)
+
 	// Offline, from the store: not while the server holds it.
 	if _, errOut, err := cli("--config", wcCfg, "--since", "1h", "--namespace", "shop"); err == nil ||
 		!strings.Contains(errOut, "whatchanged serve is running on this data_dir") || !strings.Contains(errOut, "--server") {
@@ -201,4 +206,71 @@ receivers:
 		t.Fatalf("timeline --config: %v: %s", err, errOut)
 	}
 	checkMD("timeline --config", out)
+}
+
+// checkPage loads the timeline page of the run in headless Chromium: every
+// alert is drawn as a bar and every change as a marker inside the chart,
+// each alert's link opens the page filtered to it, each change links to its
+// compare page, and a screenshot is kept.
+func checkPage(t *testing.T, wcURL, token string) {
+	t.Helper()
+	var want struct {
+		Alerts []struct {
+			Fingerprint string
+			Status      string
+		}
+		Changes []struct {
+			ID, CompareURL string
+		}
+	}
+	body := get(t, wcURL+"/api/v1/timeline?from=1h&namespace=shop", "Authorization", "Bearer "+token)
+	if err := json.Unmarshal([]byte(body), &want); err != nil || len(want.Alerts) == 0 || len(want.Changes) == 0 {
+		t.Fatalf("timeline for the page: %v %s", err, body)
+	}
+	browser := uitest.Start(t)
+	tab := browser.Tab(t, uitest.WithHeaders(map[string]string{"Authorization": "Bearer " + token}))
+	page := wcURL + "/ui/?from=1h&namespace=shop"
+	if status := tab.Open(page); status != 200 {
+		t.Fatalf("GET %s in Chromium: %d", page, status)
+	}
+	charts := tab.Elements("svg.timeline")
+	if len(charts) == 0 || !charts[0].Drawn {
+		t.Fatalf("no chart drawn: %+v", charts)
+	}
+	inChart := func(b uitest.Box) bool {
+		for _, c := range charts {
+			if b.Inside(c.Box) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, a := range want.Alerts {
+		els := tab.Elements(fmt.Sprintf(`svg [data-alert=%q]`, a.Fingerprint))
+		if len(els) != 1 || !els[0].Drawn || els[0].Box.Width <= 0 || !inChart(els[0].Box) {
+			t.Errorf("alert %s (%s): bar %+v", a.Fingerprint, a.Status, els)
+			continue
+		}
+		// Its link is this page filtered to it, where it is drawn again.
+		href := els[0].Attrs["href"]
+		follow := browser.Tab(t, uitest.WithHeaders(map[string]string{"Authorization": "Bearer " + token}))
+		if status := follow.Open(tab.Resolve(href)); status != 200 || len(follow.Elements(fmt.Sprintf(`svg [data-alert=%q]`, a.Fingerprint))) != 1 {
+			t.Errorf("alert %s links to %s: %d", a.Fingerprint, href, status)
+		}
+	}
+	for _, c := range want.Changes {
+		els := tab.Elements(fmt.Sprintf(`svg [data-change=%q]`, c.ID))
+		if len(els) != 1 || !els[0].Drawn || !inChart(els[0].Box) {
+			t.Errorf("change %s: marker %+v", c.ID, els)
+			continue
+		}
+		// The compare pages are GitHub's (not reachable from the test):
+		// the link must be exactly the change's.
+		if c.CompareURL != "" && els[0].Attrs["href"] != c.CompareURL {
+			t.Errorf("change %s links to %q, want its compare page %q", c.ID, els[0].Attrs["href"], c.CompareURL)
+		}
+	}
+	shot := uitest.OutputPath(t, "timeline-e2e.png")
+	tab.Screenshot(shot)
+	t.Logf("screenshot of the timeline page of this run: %s", shot)
 }

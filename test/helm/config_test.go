@@ -2,19 +2,25 @@ package helm_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
 	"maps"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -70,7 +76,8 @@ func configFiles(cfg string) []string {
 func TestSecuritySecretsAndRBAC(t *testing.T) {
 	objs := render(t, "--set", "auth.token=inbound-s3cret", "--set", "downstream.url=https://hooks.example.com/T0/B0/d0wnstream-s3cret",
 		"--set", "downstream.authorization.existingSecret=notifier", "--set", "sources.github.enabled=true", "--set", "sources.github.token=ghp_s3cret",
-		"--set", "sources.argocd.enabled=true", "--set", "sources.argocd.server=https://argocd-server.argocd.svc", "--set", "sources.argocd.token=argo-s3cret")
+		"--set", "sources.argocd.enabled=true", "--set", "sources.argocd.server=https://argocd-server.argocd.svc", "--set", "sources.argocd.token=argo-s3cret",
+		"--set", "redis.enabled=true", "--set", "redis.addr=redis.redis.svc:6379", "--set", "redis.password=r3dis-s3cret")
 	var rendered bytes.Buffer
 	for _, o := range objs {
 		if _, ok := o.(*corev1.Secret); ok {
@@ -79,7 +86,7 @@ func TestSecuritySecretsAndRBAC(t *testing.T) {
 		b, _ := yaml.Marshal(o)
 		rendered.Write(b)
 	}
-	for _, s := range []string{"inbound-s3cret", "d0wnstream-s3cret", "ghp_s3cret", "argo-s3cret"} {
+	for _, s := range []string{"inbound-s3cret", "d0wnstream-s3cret", "ghp_s3cret", "argo-s3cret", "r3dis-s3cret"} {
 		if strings.Contains(rendered.String(), s) {
 			t.Errorf("secret %q appears outside the Secret", s)
 		}
@@ -109,6 +116,7 @@ func TestSecuritySecretsAndRBAC(t *testing.T) {
 	want := map[string]string{
 		"auth-token": "whatchanged/auth-token", "downstream-url": "whatchanged/downstream-url",
 		"downstream-credentials": "notifier/credentials", "github-token": "whatchanged/github-token", "argocd-token": "whatchanged/argocd-token",
+		"redis-password": "whatchanged/redis-password",
 	}
 	for path, src := range want {
 		if files[path] != src {
@@ -134,7 +142,7 @@ func TestSecuritySecretsAndRBAC(t *testing.T) {
 	for _, s := range only[*corev1.Secret](objs) {
 		sec = *s
 	}
-	for _, key := range []string{"auth-token", "downstream-url", "github-token", "argocd-token"} {
+	for _, key := range []string{"auth-token", "downstream-url", "github-token", "argocd-token", "redis-password"} {
 		if sec.StringData[key] == "" {
 			t.Errorf("the chart's Secret lacks %s: %v", key, slices.Sorted(maps.Keys(sec.StringData)))
 		}
@@ -158,6 +166,10 @@ func TestSecuritySecretsAndRBAC(t *testing.T) {
 func standIn(t *testing.T, path string) []byte {
 	t.Helper()
 	switch {
+	case strings.HasSuffix(path, ".crt"):
+		return standInCert(t).cert
+	case strings.HasSuffix(path, "tls.key"):
+		return standInCert(t).key
 	case strings.HasSuffix(path, ".pem"):
 		key, err := rsa.GenerateKey(rand.Reader, 2048)
 		if err != nil {
@@ -170,6 +182,45 @@ func standIn(t *testing.T, path string) []byte {
 		return []byte(standInKubeconfig)
 	}
 	return []byte("stand-in-token\n")
+}
+
+type certPair struct{ cert, key []byte }
+
+var (
+	certOnce sync.Once
+	certPEM  certPair
+	certErr  error
+)
+
+// standInCert is one self-signed CA certificate and its key, so a CA file,
+// a client certificate and its key stand in alike and match.
+func standInCert(t *testing.T) certPair {
+	t.Helper()
+	certOnce.Do(func() {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			certErr = err
+			return
+		}
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "stand-in"},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+			KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		if err != nil {
+			certErr = err
+			return
+		}
+		kb, err := x509.MarshalECPrivateKey(key)
+		if err != nil {
+			certErr = err
+			return
+		}
+		certPEM = certPair{pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})}
+	})
+	if certErr != nil {
+		t.Fatal(certErr)
+	}
+	return certPEM
 }
 
 // standInKubeconfig is a remote cluster's kubeconfig as the remoteRBAC

@@ -49,7 +49,7 @@ func TestConventions(t *testing.T) {
 	// GOMEMLIMIT follows the container's memory limit; extraEnv comes after.
 	check("GOMEMLIMIT", len(c.Env) == 2 && c.Env[0].Name == "GOMEMLIMIT" && c.Env[0].ValueFrom.ResourceFieldRef.Resource == "limits.memory", c.Env)
 	check("extraEnv", len(c.Env) == 2 && c.Env[1].Name == "HTTPS_PROXY", c.Env)
-	check("extraArgs", strings.Join(c.Args, " ") == "serve --config /etc/whatchanged/whatchanged.yaml --log-level=debug", c.Args)
+	check("extraArgs", strings.Join(c.Args, " ") == "serve --config /etc/whatchanged/config/whatchanged.yaml --log-level=debug", c.Args)
 	check("extraVolumes", pod.Volumes[len(pod.Volumes)-1].Name == "ca", pod.Volumes)
 	check("extraVolumeMounts", c.VolumeMounts[len(c.VolumeMounts)-1].MountPath == "/etc/ssl/corp", c.VolumeMounts)
 	check("podLabels", dep.Spec.Template.Labels["tier"] == "alerting" && dep.Spec.Template.Labels["team"] == "sre", dep.Spec.Template.Labels)

@@ -185,7 +185,9 @@ var exampleKinds = map[string]map[string]int{
 	"standalone": {"Deployment": 1, "PodDisruptionBudget": 0, "PersistentVolumeClaim": 1, "ServiceMonitor": 1, "PrometheusRule": 1, "NetworkPolicy": 1, "ClusterRole": 1},
 	"namespaced": {"Role": 3, "RoleBinding": 3, "PersistentVolumeClaim": 1, "Secret": 1, "ClusterRole": 0},
 	"inline":     {"Deployment": 1, "PodDisruptionBudget": 1, "ClusterRole": 1, "Secret": 0},
-	"sidecar":    {"Deployment": 0, "Service": 0, "ServiceAccount": 0, "ConfigMap": 1, "ClusterRoleBinding": 1, "NetworkPolicy": 0},
+	// Every secret from an existing Secret; nothing kept in the pod.
+	"ha":      {"Deployment": 1, "PodDisruptionBudget": 1, "PersistentVolumeClaim": 0, "Secret": 0, "ServiceMonitor": 1, "PrometheusRule": 1},
+	"sidecar": {"Deployment": 0, "Service": 0, "ServiceAccount": 0, "ConfigMap": 1, "ClusterRoleBinding": 1, "NetworkPolicy": 0},
 	// The local cluster's RBAC only; the remote ones' is remoteRBAC's.
 	"multi-cluster": {"Deployment": 1, "ConfigMap": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 0, "Secret": 0},
 }
@@ -229,6 +231,12 @@ func TestSchemaRejectsTyposAndWrongTypes(t *testing.T) {
 		"inline.alertmanager.discovery=srv",
 		"networkPolicy.prometheus=everyone",
 		"serviceMonitor.interval=30",
+		"redis.addr=redis.svc", // no port
+		"redis.db=-1",
+		"redis.keyPrefix={wc}", // the store adds the hash tag braces itself
+		"podAntiAffinityPreset=strict",
+		"zoneSpreadPreset=always",
+		"configReloader.image.tag=",
 	} {
 		out, err := helm(t, "template", "whatchanged", chart, "--kube-version", kubeVersion, "--set", set)
 		if err == nil || !strings.Contains(out+err.Error(), "values don't meet the specifications of the schema") {
@@ -244,8 +252,6 @@ func TestChartRefusesBrokenSettings(t *testing.T) {
 		set  []string
 		want string
 	}{
-		{[]string{"replicaCount=2"}, "sources.changes.enabled: false"},
-		{[]string{"replicaCount=2", "sources.changes.enabled=false", "persistence.enabled=true"}, "persistence.enabled needs replicaCount: 1"},
 		{[]string{"sources.argocd.enabled=true", "sources.argocd.server=https://argocd-server.argocd.svc"}, "sources.argocd.existingSecret"},
 		{[]string{"sources.github.enabled=true"}, "sources.github.existingSecret"},
 		{[]string{"sources.github.enabled=true", "sources.github.app.appID=1"}, "sources.github.app.existingSecret"},

@@ -62,7 +62,12 @@ func TestNotes(t *testing.T) {
 		}, []string{"webhook_configs", "/api/v1/changes", "WARNING"}},
 		{"sidecar", []string{"-f", filepath.Join(examples, "sidecar.yaml")}, []string{
 			"url: http://127.0.0.1:8090/webhook", "kube-prometheus-stack-sidecar.yaml", "kube-prometheus-stack-alertmanager",
-		}, []string{"WARNING", "/api/v1/changes"}},
+			"in each Alertmanager pod's own store",
+		}, []string{"WARNING", "/api/v1/changes", "config-reloader"}},
+		{"ha", []string{"-f", filepath.Join(examples, "ha.yaml")}, []string{
+			"Mode standalone: a Deployment of 2 pod(s)", "in Redis at redis.redis.svc:6379 (TLS), shared by every replica",
+			"reloaded in place by the config-reloader sidecar", "/api/v1/changes",
+		}, []string{"WARNING", "emptyDir"}},
 		{"no auth, policy without Prometheus", []string{"--set", "networkPolicy.enabled=true", "--set", "serviceMonitor.enabled=true",
 			"--set", "networkPolicy.alertmanager[0].podSelector.matchLabels.app=alertmanager"}, []string{
 			"WARNING: no auth token", "networkPolicy.prometheus is empty", "networkPolicy.changeSenders is empty",

@@ -121,6 +121,9 @@ func TestPrometheusRuleChecksAndFires(t *testing.T) {
 				series(`whatchanged_source_calls_total{`+sel+`, source="github", outcome="timeout"}`, "0+5x40"),
 				series(`whatchanged_source_calls_total{`+sel+`, source="github", outcome="ok"}`, "0+10x40"),
 				series(`whatchanged_source_calls_total{`+sel+`, source="kubernetes", outcome="ok"}`, "0+10x40"),
+				// Pod a refused the config reloaded at minute 10; b took it.
+				series(`whatchanged_config_last_reload_successful{`+sel+`, pod="whatchanged-a"}`, "1x10 0x30"),
+				series(`whatchanged_config_last_reload_successful{`+sel+`, pod="whatchanged-b"}`, "1x40"),
 			},
 			"alert_rule_test": []any{
 				map[string]any{"eval_time": "40m", "alertname": "WhatchangedDown",
@@ -131,7 +134,10 @@ func TestPrometheusRuleChecksAndFires(t *testing.T) {
 					"exp_alerts": alerts(lbl("severity", "warning", "source", "argocd"))},
 				map[string]any{"eval_time": "40m", "alertname": "WhatchangedEnrichmentBudgetExceeded",
 					"exp_alerts": alerts(lbl("severity", "warning", "source", "github"))},
+				map[string]any{"eval_time": "40m", "alertname": "WhatchangedConfigReloadFailed",
+					"exp_alerts": alerts(lbl("severity", "warning", "pod", "whatchanged-a"))},
 				// Not yet: each waits out its `for`.
+				map[string]any{"eval_time": "15m", "alertname": "WhatchangedConfigReloadFailed"},
 				map[string]any{"eval_time": "3m", "alertname": "WhatchangedDown"},
 				map[string]any{"eval_time": "8m", "alertname": "WhatchangedSourceFailing"},
 			},

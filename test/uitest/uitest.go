@@ -21,6 +21,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/dom"
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 )
 
@@ -105,6 +106,24 @@ func WithoutJavaScript() TabOption {
 		t.Helper()
 		if _, err := chromedp.Call(tab.ctx, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true}); err != nil {
 			t.Fatalf("disabling JavaScript: %v", err)
+		}
+	}
+}
+
+// WithHeaders sends these headers with every request of the tab (an
+// Authorization header for a server with inbound auth).
+func WithHeaders(h map[string]string) TabOption {
+	return func(t testing.TB, tab *Tab) {
+		t.Helper()
+		headers := network.Headers{}
+		for k, v := range h {
+			headers[k] = v
+		}
+		if _, err := chromedp.Call(tab.ctx, network.Enable, network.EnableParams{}); err != nil {
+			t.Fatalf("enabling the network domain: %v", err)
+		}
+		if _, err := chromedp.Call(tab.ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: headers}); err != nil {
+			t.Fatalf("setting headers: %v", err)
 		}
 	}
 }

@@ -102,6 +102,16 @@ Secret are all built from this list.
 {{- else }}{{ fail "sources.grafana.enabled needs sources.grafana.existingSecret (or token): a Grafana service-account token with the Viewer role" }}{{ end -}}
 {{- end -}}
 {{- end -}}
+{{- with .Values.redis -}}
+{{- if .enabled -}}
+{{- if .existingSecret }}{{ $f = append $f (dict "path" "redis-password" "secret" .existingSecret "key" .existingSecretKey) }}
+{{- else if .password }}{{ $f = append $f (dict "path" "redis-password" "secret" $ours "key" "redis-password") }}{{ end -}}
+{{- if .tls.enabled -}}
+{{- with .tls.caSecret.name }}{{ $f = append $f (dict "path" "redis-tls/ca.crt" "secret" . "key" $.Values.redis.tls.caSecret.key) }}{{ end -}}
+{{- with .tls.clientCertSecret }}{{ $f = append $f (dict "path" "redis-tls/tls.crt" "secret" . "key" "tls.crt") }}{{ $f = append $f (dict "path" "redis-tls/tls.key" "secret" . "key" "tls.key") }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- range $c := .Values.clusters -}}
 {{- with $c.kubeconfigSecret }}{{ $f = append $f (dict "path" (printf "kubeconfig-%s" $c.name) "secret" (required (printf "clusters (%s): kubeconfigSecret.name, the Secret holding the cluster's kubeconfig" $c.name) .name) "key" (.key | default "kubeconfig")) }}{{ end -}}
 {{- end -}}

@@ -95,7 +95,7 @@ func rows(tl *timeline.Timeline, now time.Time, loc *time.Location, multiDay boo
 			c := tl.Changes[e.Index]
 			r.Badge, r.Class, r.Subject = cmp.Or(c.Kind, "change"), "src-"+sourceKey(c), changeSubject(c).Short()
 			r.Change = &changeRow{ID: changeID(c, e.Index), Source: strings.Join(changeSources(c), ", "), What: changeWhat(c),
-				Author: c.Author, DeployedBy: c.DeployedBy, Message: firstLine(c.Message), Status: c.Status, Links: changeLinks(c)}
+				Author: c.Author, DeployedBy: c.DeployedBy, Message: firstLine(c.Message), Status: shownStatus(c.Status), Links: changeLinks(c)}
 		default:
 			continue
 		}
@@ -198,7 +198,7 @@ func changeTitle(c sources.Change, loc *time.Location) string {
 		b.WriteString("\n“" + m + "”")
 	}
 	b.WriteString("\n" + c.StartedAt.In(loc).Format("Mon 2 Jan 15:04:05 MST"))
-	if c.Status != "" {
+	if shownStatus(c.Status) != "" {
 		b.WriteString(", " + c.Status)
 	}
 	return b.String()
@@ -227,4 +227,12 @@ func legendSources(tl *timeline.Timeline) []string {
 		}
 	}
 	return out
+}
+
+// shownStatus: "unknown" (a pushed change that did not say) says nothing.
+func shownStatus(s string) string {
+	if s == sources.StatusUnknown {
+		return ""
+	}
+	return s
 }
