@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"net/url"
 	"os"
@@ -19,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/whatchanged/whatchanged/enrich"
+	"github.com/whatchanged/whatchanged/sources/secret"
 	"github.com/whatchanged/whatchanged/sources/store"
 )
 
@@ -77,30 +77,10 @@ type BasicAuthConfig struct {
 	PasswordFile string `yaml:"password_file"`
 }
 
-// Secret is a configured secret: it prints, logs and marshals as <secret>.
-type Secret string
+// Secret is a configured secret (package secret): it prints, logs and
+// marshals as <secret>.
+type Secret = secret.Secret
 
-func (Secret) String() string       { return "<secret>" }
-func (Secret) LogValue() slog.Value { return slog.StringValue("<secret>") }
-
-// An unset secret marshals as "", so `config check --show` tells set from
-// unset.
-func (s Secret) MarshalJSON() ([]byte, error) {
-	if s == "" {
-		return []byte(`""`), nil
-	}
-	return []byte(`"<secret>"`), nil
-}
-func (s Secret) MarshalYAML() (any, error) {
-	if s == "" {
-		return "", nil
-	}
-	return "<secret>", nil
-}
-func (s Secret) GoString() string           { return s.String() }
-func (s Secret) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte("<secret>")) }
-func (s Secret) reveal() string             { return string(s) }
-func (s Secret) empty() bool                { return s == "" }
 func secretFromFile(path string) (Secret, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -479,7 +459,7 @@ func (p problems) secret(dst *Secret, file, key string) {
 	if file == "" {
 		return
 	}
-	if !dst.empty() {
+	if !dst.Empty() {
 		p.bad(key, "set either "+key[strings.LastIndex(key, ".")+1:]+" or "+key+"_file, not both")
 		return
 	}
@@ -488,7 +468,7 @@ func (p problems) secret(dst *Secret, file, key string) {
 		p.bad(key+"_file", err.Error())
 		return
 	}
-	if v.empty() {
+	if v.Empty() {
 		p.bad(key+"_file", "file is empty")
 	}
 	*dst = v
@@ -562,7 +542,7 @@ func (c *Config) finish(file string, lines map[string]int) error {
 	a := p.in("auth")
 	a.secret(&c.Auth.BearerToken, c.Auth.BearerTokenFile, "bearer_token")
 	a.secret(&c.Auth.BasicAuth.Password, c.Auth.BasicAuth.PasswordFile, "basic_auth.password")
-	if c.Auth.BasicAuth.Username != "" && c.Auth.BasicAuth.Password.empty() {
+	if c.Auth.BasicAuth.Username != "" && c.Auth.BasicAuth.Password.Empty() {
 		a.bad("basic_auth", "username set without password or password_file")
 	}
 	for _, pt := range c.parts() {

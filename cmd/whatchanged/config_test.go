@@ -110,7 +110,7 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Auth.BearerToken.reveal() != "inbound-secret" || cfg.Downstreams["default"].URLFile != urlFile {
+	if cfg.Auth.BearerToken.Reveal() != "inbound-secret" || cfg.Downstreams["default"].URLFile != urlFile {
 		t.Errorf("secret files not read")
 	}
 	if string(cfg.Downstreams["pager"].HTTPConfig.Authorization.Credentials) != "pager-secret" || cfg.Downstreams["pager"].Timeout != 3*time.Second {
@@ -212,7 +212,7 @@ func TestFlagsOverrideConfigWithSecretFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Listen != "127.0.0.1:0" || cfg.Auth.BearerToken.reveal() != "s" || cfg.Downstreams["default"].URL.reveal() != "http://127.0.0.1:1/hook" {
+	if cfg.Listen != "127.0.0.1:0" || cfg.Auth.BearerToken.Reveal() != "s" || cfg.Downstreams["default"].URL.Reveal() != "http://127.0.0.1:1/hook" {
 		t.Errorf("overrides not applied: %+v", cfg)
 	}
 	f.listen = "nonsense"
@@ -259,7 +259,7 @@ func TestSlackDownstreamConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	sl := cfg.Downstreams["slack"].Slack
-	if sl.Token.reveal() != "xoxb-secret" || sl.Severity.Levels["low"].Channel != "#noise" || strings.Contains(cfg.marshalRedacted(), "xoxb-secret") {
+	if sl.Token.Reveal() != "xoxb-secret" || sl.Severity.Levels["low"].Channel != "#noise" || strings.Contains(cfg.marshalRedacted(), "xoxb-secret") {
 		t.Errorf("slack config = %+v", sl)
 	}
 	_, err = parseConfig("c.yaml", []byte("downstreams:\n  slack:\n    slack:\n      channel: x\n      severty: {}\n"))

@@ -69,7 +69,7 @@ func (d *DownstreamConfig) finish(cfg *Config, p problems) {
 	}
 	if sl := d.Slack; sl != nil {
 		p.secret(&sl.Token, sl.TokenFile, "slack.token")
-		if sl.Token.empty() {
+		if sl.Token.Empty() {
 			p.bad("slack", "token or token_file is required (a bot token with chat:write)")
 		}
 		if sl.Channel == "" {
@@ -83,32 +83,32 @@ func (d *DownstreamConfig) finish(cfg *Config, p problems) {
 		} else if cfg.DataDir == "" && cfg.Redis == nil {
 			p.bad("slack", "thread state needs data_dir or redis")
 		}
-		if !d.URL.empty() || d.URLFile != "" || d.HTTPConfig != nil {
+		if !d.URL.Empty() || d.URLFile != "" || d.HTTPConfig != nil {
 			p.bad("", "set url (with http_config) or slack, not both")
 		}
 		return
 	}
 	checkHTTPConfig(d.HTTPConfig, "http_config", p)
 	switch {
-	case d.URLFile != "" && !d.URL.empty():
+	case d.URLFile != "" && !d.URL.Empty():
 		p.bad("url", "set either url or url_file, not both")
 	case d.URLFile != "":
 		// Read now to fail at start on a missing or wrong file; the sender
 		// reads it again on every send.
 		v, err := secretFromFile(d.URLFile)
-		if err == nil && v.empty() {
+		if err == nil && v.Empty() {
 			err = fmt.Errorf("file is empty")
 		}
 		if err == nil {
-			err = checkURL(v.reveal())
+			err = checkURL(v.Reveal())
 		}
 		if err != nil {
 			p.bad("url_file", err.Error()) // never quotes the URL itself
 		}
-	case d.URL.empty():
+	case d.URL.Empty():
 		p.bad("", "url or url_file is required")
 	default:
-		if err := checkURL(d.URL.reveal()); err != nil {
+		if err := checkURL(d.URL.Reveal()); err != nil {
 			p.bad("url", err.Error())
 		}
 	}
@@ -136,12 +136,12 @@ func (d DownstreamConfig) target(b *builder, name string) (deliver.Target, error
 		if err != nil {
 			return nil, err
 		}
-		return deliver.NewWebhook(name, deliver.WebhookConfig{URL: d.URL.reveal(), URLFile: d.URLFile, Timeout: d.Timeout}, rt), nil
+		return deliver.NewWebhook(name, deliver.WebhookConfig{URL: d.URL.Reveal(), URLFile: d.URLFile, Timeout: d.Timeout}, rt), nil
 	}
 	sl := d.Slack
 	var threads slack.Threads
 	if sl.Redis != nil {
-		c := redis.NewClient(&redis.Options{Addr: sl.Redis.Addr, Password: sl.Redis.Password.reveal(), DB: sl.Redis.DB})
+		c := redis.NewClient(&redis.Options{Addr: sl.Redis.Addr, Password: sl.Redis.Password.Reveal(), DB: sl.Redis.DB})
 		b.onClose(c.Close)
 		threads = &slack.RedisThreads{Prefix: "whatchanged:slack:", Client: c}
 	} else {
@@ -151,7 +151,7 @@ func (d DownstreamConfig) target(b *builder, name string) (deliver.Target, error
 		}
 		threads = &slack.BoltThreads{Store: st}
 	}
-	return slack.New(name, slack.Config{Token: sl.Token.reveal(), APIURL: sl.APIURL, Channel: sl.Channel,
+	return slack.New(name, slack.Config{Token: sl.Token.Reveal(), APIURL: sl.APIURL, Channel: sl.Channel,
 		Severity: sl.Severity, ReplyBroadcast: sl.ReplyBroadcast, ResolvedRetention: sl.ResolvedRetention,
 		AnnotationPrefix: b.cfg.Enrich.AnnotationPrefix}, threads, &http.Client{Timeout: 10 * time.Second}, b.log), nil
 }

@@ -86,16 +86,8 @@ func explain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return fmt.Errorf("%w (is whatchanged serve running on this data dir? use --server http://ADDR)", err)
 		}
 		defer a.close()
-		if err := a.start(ctx); err != nil {
+		if err := a.startOneShot(ctx); err != nil {
 			return err
-		}
-		for _, k := range a.kubes { // one-shot: wait for the caches, bounded
-			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			synced := k.WaitForSync(wctx)
-			cancel()
-			if !synced {
-				return fmt.Errorf("%s: caches did not sync within 30s (is the API server reachable?)", k.Name())
-			}
 		}
 		alert := &enrich.Alert{Labels: labels, StartsAt: start}
 		report = a.enricher.Enrich(ctx, []*enrich.Alert{alert}, nil)

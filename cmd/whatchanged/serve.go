@@ -71,8 +71,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		EnrichWithin:     cfg.Enrich.Budget + enrich.RenderGrace,
 		InlinePrefix:     cfg.Inline.PathPrefix,
 		Auth: server.Auth{
-			BearerToken: cfg.Auth.BearerToken.reveal(), BasicUser: cfg.Auth.BasicAuth.Username,
-			BasicPassword: cfg.Auth.BasicAuth.Password.reveal(), ProtectMetrics: cfg.Auth.ProtectMetrics,
+			BearerToken: cfg.Auth.BearerToken.Reveal(), BasicUser: cfg.Auth.BasicAuth.Username,
+			BasicPassword: cfg.Auth.BasicAuth.Password.Reveal(), ProtectMetrics: cfg.Auth.ProtectMetrics,
 			// The files were read at load (to fail early); the server reads
 			// them again when they change.
 			BearerTokenFile: cfg.Auth.BearerTokenFile, BasicPasswordFile: cfg.Auth.BasicAuth.PasswordFile,

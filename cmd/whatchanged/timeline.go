@@ -157,16 +157,8 @@ func timelineCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	defer a.close()
-	if err := a.start(ctx); err != nil {
+	if err := a.startOneShot(ctx); err != nil {
 		return err
-	}
-	for _, k := range a.kubes { // one-shot: wait for the caches, bounded
-		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		synced := k.WaitForSync(wctx)
-		cancel()
-		if !synced {
-			return fmt.Errorf("%s: caches did not sync within 30s (is the API server reachable?)", k.Name())
-		}
 	}
 	tl, err := a.timeline.Build(ctx, f, from, to)
 	if err != nil {

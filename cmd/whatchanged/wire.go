@@ -133,6 +133,23 @@ func (a *app) start(ctx context.Context) error {
 	return nil
 }
 
+// startOneShot starts the sources for one answer (explain, timeline) and
+// waits, bounded, for the Kubernetes caches.
+func (a *app) startOneShot(ctx context.Context) error {
+	if err := a.start(ctx); err != nil {
+		return err
+	}
+	for _, k := range a.kubes {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		synced := k.WaitForSync(wctx)
+		cancel()
+		if !synced {
+			return fmt.Errorf("%s: caches did not sync within 30s (is the API server reachable?)", k.Name())
+		}
+	}
+	return nil
+}
+
 // ready is /readyz: every source that syncs has synced. A cluster of
 // several is waited for only its first sync_timeout: one unreachable
 // cluster must not take whatchanged out of service for the others (its

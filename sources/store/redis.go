@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"net"
 	"os"
@@ -15,6 +14,8 @@ import (
 
 	commoncfg "github.com/prometheus/common/config"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/whatchanged/whatchanged/sources/secret"
 )
 
 // RedisConfig connects the store to Redis (or Valkey) 6.2 or later: one
@@ -65,28 +66,8 @@ type RedisTLS struct {
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
 }
 
-// Secret is a configured secret: it prints, logs and marshals as <secret>.
-type Secret string
-
-func (Secret) String() string               { return "<secret>" }
-func (s Secret) GoString() string           { return s.String() }
-func (s Secret) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte("<secret>")) }
-func (Secret) LogValue() slog.Value         { return slog.StringValue("<secret>") }
-
-// An unset secret marshals as "", so a dumped config tells set from unset.
-func (s Secret) MarshalJSON() ([]byte, error) {
-	if s == "" {
-		return []byte(`""`), nil
-	}
-	return []byte(`"<secret>"`), nil
-}
-
-func (s Secret) MarshalYAML() (any, error) {
-	if s == "" {
-		return "", nil
-	}
-	return "<secret>", nil
-}
+// Secret is a configured secret (package secret).
+type Secret = secret.Secret
 
 // Defaults fills unset fields.
 func (c *RedisConfig) Defaults() {

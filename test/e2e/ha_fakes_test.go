@@ -1,13 +1,12 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -22,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // haProc is a process of the high-availability test that can be killed
@@ -49,7 +50,7 @@ func startHAProc(t *testing.T, name, bin string, args ...string) *haProc {
 	t.Cleanup(func() {
 		p.stop()
 		if t.Failed() {
-			t.Logf("--- %s log (last 60 lines):\n%s", name, tail(p.logPath, 60))
+			t.Logf("--- %s log (last 60 lines):\n%s", name, haTail(p.logPath, 60))
 		}
 	})
 	return p
@@ -116,7 +117,7 @@ func (p *haProc) log() string {
 	return string(b)
 }
 
-func tail(path string, n int) string {
+func haTail(path string, n int) string {
 	b, _ := os.ReadFile(path)
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
@@ -134,6 +135,8 @@ func startHARedis(t *testing.T) string {
 	p := startHAProc(t, "redis", bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--dir", t.TempDir(),
 		"--save", "", "--appendonly", "no")
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	rdb := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 100 * time.Millisecond})
+	defer rdb.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -141,14 +144,8 @@ func startHARedis(t *testing.T) string {
 			t.Fatalf("redis-server exited during start-up:\n%s", p.log())
 		default:
 		}
-		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
-			_, _ = c.Write([]byte("PING\r\n"))
-			_ = c.SetReadDeadline(time.Now().Add(time.Second))
-			line, _ := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if strings.HasPrefix(line, "+PONG") {
-				return addr
-			}
+		if rdb.Ping(context.Background()).Err() == nil {
+			return addr
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

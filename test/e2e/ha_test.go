@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // High availability (issue 15): two whatchanged replicas sharing one real
@@ -195,7 +198,7 @@ sources:
 
 	// Alertmanager stops sending once every group's last change is
 	// notified; then the Slack calls stop too.
-	quiet(t, "notifications", 4*time.Second, 45*time.Second, func() int { return len(capture.snapshot()) + len(slack.snapshot()) })
+	haQuiet(t, "notifications", 4*time.Second, 45*time.Second, func() int { return len(capture.snapshot()) + len(slack.snapshot()) })
 
 	notifications := capture.snapshot()
 	seen := map[string]string{} // notification → the Alertmanager that sent it first
@@ -348,6 +351,27 @@ sources:
 		}
 	}
 
+	// Several installations share one Redis apart by redis.key_prefix
+	// ("starts every key"): here the three groups of replicas do.
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer rdb.Close()
+	keys, err := rdb.Keys(context.Background(), "*").Result()
+	if err != nil {
+		t.Fatalf("list Redis keys: %v", err)
+	}
+	var stray []string
+	for _, k := range keys {
+		if !slices.ContainsFunc([]string{"ha:", "one:", "three:"}, func(p string) bool {
+			return strings.HasPrefix(k, p) || strings.HasPrefix(k, "{"+p+"}")
+		}) {
+			stray = append(stray, k)
+		}
+	}
+	if len(stray) > 0 {
+		slices.Sort(stray)
+		t.Errorf("%d of %d Redis keys are outside every configured redis.key_prefix (ha:, one:, three:), e.g. %.200q", len(stray), len(keys), stray[0])
+	}
+
 	// No secret in any log.
 	for _, p := range all {
 		if l := p.log(); strings.Contains(l, ghToken) || strings.Contains(l, slackToken) {
@@ -465,8 +489,8 @@ func haEnrich(t *testing.T, addr, probe string) string {
 	return r.Alerts[0].Annotations["whatchanged_suspect"]
 }
 
-// quiet waits until count stops changing for still (bounded by limit).
-func quiet(t *testing.T, what string, still, limit time.Duration, count func() int) {
+// haQuiet waits until count stops changing for still (bounded by limit).
+func haQuiet(t *testing.T, what string, still, limit time.Duration, count func() int) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	n, since := count(), time.Now()
