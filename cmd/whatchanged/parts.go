@@ -140,6 +140,7 @@ func (b *builder) pollOnce(rt http.RoundTripper, source string, fresh time.Durat
 		return rt, nil
 	}
 	tr, err := sharedcache.New(r.Client(), rt, sharedcache.Options{Fresh: fresh, MaxBody: maxBody, Log: b.log,
+		Prefix:      b.cfg.Redis.KeyPrefix + "http:", // within the installation's keys (ACLs, clean-up)
 		Credentials: func(*http.Request) string { return identity }})
 	if err != nil {
 		return nil, err

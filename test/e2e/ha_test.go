@@ -20,8 +20,9 @@ import (
 // pair, while a stream of alerts goes on and one replica is killed with
 // SIGKILL and restarted. Delivery is at-least-once (every alert arrives,
 // duplicates are counted), a change pushed to one replica is in the other's
-// enrichment, the Slack parent of a group is posted once, and GitHub sees
-// no more requests per refresh with 2 or 3 replicas than with 1.
+// enrichment, the Slack parent of a group is posted once, GitHub sees no
+// more requests per refresh with 2 or 3 replicas than with 1, and every
+// key in Redis is under the configured redis.key_prefix.
 func TestHAReplicasBehindAlertmanagerPair(t *testing.T) {
 	const (
 		groups      = 20
@@ -38,6 +39,10 @@ func TestHAReplicasBehindAlertmanagerPair(t *testing.T) {
 		ghToken      = "ghp-e2e-ha-marker-4af1c2"
 		slackToken   = "xoxb-e2e-ha-marker-93d0b7"
 	)
+	// Slack group g's severity maps to its own channel (each channel has
+	// its own rate limit in the Slack target).
+	slackSeverities := []string{"info", "warning", "error", "critical"}
+	slackChannels := []string{"#ha-low", "#ha-medium", "#ha-high", "#ha-critical"}
 	startsAt := time.Now().UTC().Truncate(time.Second)
 	redisAddr := startHARedis(t)
 	capture := &haCapture{}
@@ -128,7 +133,7 @@ sources:
 			"namespace": "shop", "deployment": "api", "repo": repo, "severity": "warning"}
 		if g < slackGroups {
 			labels["slack"] = "true"
-			labels["severity"] = []string{"info", "warning", "error", "critical"}[g]
+			labels["severity"] = slackSeverities[g]
 		}
 		return map[string]any{"labels": labels, "startsAt": startsAt.Format(time.RFC3339)}
 	}
@@ -253,7 +258,7 @@ sources:
 			t.Errorf("Slack call %s without the bot token", c.method)
 		}
 	}
-	for _, ch := range []string{"#ha-low", "#ha-medium", "#ha-high", "#ha-critical"} {
+	for _, ch := range slackChannels {
 		if len(parents[ch]) != 1 {
 			t.Errorf("Slack %s (one alert group): %d parent messages %v, want exactly 1", ch, len(parents[ch]), parents[ch])
 		}
@@ -266,7 +271,7 @@ sources:
 	// (from the other Alertmanager, or a retry).
 	contested := 0
 	for g := range slackGroups {
-		ch := []string{"#ha-low", "#ha-medium", "#ha-high", "#ha-critical"}[g]
+		ch := slackChannels[g]
 		var parentAt time.Time
 		for _, c := range calls {
 			if c.channel == ch && c.method == "chat.postMessage" && c.threadTS == "" {
@@ -275,8 +280,8 @@ sources:
 			}
 		}
 		before := 0
-		for _, a := range front.arrived("/webhook/slack") {
-			if a.group == fmt.Sprintf("g%02d", g) && a.at.Before(parentAt) {
+		for _, n := range front.arrived("/webhook/slack") {
+			if n.group == fmt.Sprintf("g%02d", g) && n.at.Before(parentAt) {
 				before++
 			}
 		}
@@ -285,7 +290,7 @@ sources:
 		}
 	}
 	if contested == 0 {
-		t.Errorf("no group's Slack notification reached a second replica before its parent was posted: the race for a parent was not exercised")
+		t.Errorf("no group's Slack notification reached whatchanged twice before its parent was posted: the race for a parent was not exercised")
 	}
 	if updates != 0 {
 		t.Errorf("%d chat.update calls: nothing was resolved", updates)
