@@ -82,6 +82,7 @@ bench: build
 	$(GO) test -run '^$$' -bench 'LargeCluster|ThreeClusters' -benchtime 2000x ./sources/kube/
 	$(GO) test -run '^$$' -bench RefreshBudget -benchtime 1x ./sources/github/
 	$(GO) test -run '^$$' -bench BoundedState -benchtime 1x ./sources/argocd/ ./sources/github/ ./enrich/deliver/slack/
+	$(GO) test -run '^$$' -bench HistoryBytesPerAlert -benchtime 1x ./enrich/history/
 	$(GO) run ./hack/loadtest -bin bin/whatchanged
 
 ## fuzz: run each fuzz target for FUZZTIME (their seed corpora also run in `make test`).

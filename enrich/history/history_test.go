@@ -13,13 +13,18 @@ import (
 	"github.com/whatchanged/whatchanged/enrich"
 	"github.com/whatchanged/whatchanged/enrich/timeline"
 	"github.com/whatchanged/whatchanged/sources/store"
+	"github.com/whatchanged/whatchanged/sources/store/storetest"
+	"github.com/whatchanged/whatchanged/test/redistest"
 )
 
 // stores are the store.Store implementations the history is tested on;
 // each test runs on every one.
 var stores = map[string]func(t testing.TB) store.Store{
 	"bbolt": func(t testing.TB) store.Store {
-		st, err := store.OpenBolt(t.TempDir(), time.Second)
+		return storetest.Bolt(t)
+	},
+	"redis": func(t testing.TB) store.Store {
+		st, err := store.NewRedis(store.RedisConfig{Addr: redistest.Start(t).Addr, KeyPrefix: "history-test:"})
 		if err != nil {
 			t.Fatal(err)
 		}

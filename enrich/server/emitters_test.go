@@ -15,14 +15,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/whatchanged/whatchanged/enrich"
 	"github.com/whatchanged/whatchanged/enrich/deliver"
 	"github.com/whatchanged/whatchanged/sources/changes"
-	"github.com/whatchanged/whatchanged/sources/store"
+	"github.com/whatchanged/whatchanged/sources/store/storetest"
 )
 
 const (
@@ -55,13 +54,8 @@ func newSenderEnv(t *testing.T) (*env, *lockedBuffer) {
 	t.Helper()
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	dir := t.TempDir()
-	st, err := store.OpenBolt(dir, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	secretFile := filepath.Join(dir, "launchdarkly-secret")
+	st := storetest.Bolt(t)
+	secretFile := filepath.Join(t.TempDir(), "launchdarkly-secret")
 	if err := os.WriteFile(secretFile, []byte(ldSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -69,15 +63,14 @@ func newSenderEnv(t *testing.T) (*env, *lockedBuffer) {
 	resolver, _ := enrich.NewResolver(nil)
 	reg := prometheus.NewRegistry()
 	keeper := deliver.NewKeeper(10, 1<<20)
-	s := New(Config{Listen: "127.0.0.1:8080", Auth: Auth{BearerToken: senderToken}}, Deps{
+	e := &env{keeper: keeper}
+	e.serve(t, Config{Listen: "127.0.0.1:8080", Auth: Auth{BearerToken: senderToken}}, Deps{
 		Enricher: enrich.New(enrich.Options{}, resolver, []enrich.SourceEntry{{Source: src}}, enrich.NewMetrics(reg)),
 		Targets:  map[string]deliver.Target{"default": keeper}, Keeper: keeper, Changes: src,
 		Ready:    func() (bool, string) { return true, "" },
 		Gatherer: reg, Metrics: NewMetrics(reg), Log: log,
 	})
-	srv := httptest.NewServer(s.Handler())
-	t.Cleanup(srv.Close)
-	return &env{url: srv.URL, handler: s.Handler(), keeper: keeper}, logs
+	return e, logs
 }
 
 func senderBody(t *testing.T, name string) string {

@@ -19,7 +19,7 @@ import (
 	"github.com/whatchanged/whatchanged/enrich"
 	"github.com/whatchanged/whatchanged/enrich/deliver"
 	"github.com/whatchanged/whatchanged/sources/changes"
-	"github.com/whatchanged/whatchanged/sources/store"
+	"github.com/whatchanged/whatchanged/sources/store/storetest"
 )
 
 // capture is a downstream that records bodies and answers a fixed status.
@@ -50,11 +50,7 @@ type env struct {
 func newEnv(t testing.TB, cfg Config, downstream int) *env {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := store.OpenBolt(t.TempDir(), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Bolt(t)
 	src := changes.New("changes", changes.Config{}, st, log)
 	resolver, _ := enrich.NewResolver(nil)
 	reg := prometheus.NewRegistry()
@@ -70,20 +66,27 @@ func newEnv(t testing.TB, cfg Config, downstream int) *env {
 		targets["default"] = deliver.NewWebhook("default", deliver.WebhookConfig{URL: ds.URL}, http.DefaultTransport)
 		targets["pager"] = deliver.NewWebhook("pager", deliver.WebhookConfig{URL: ds.URL + "/pager"}, http.DefaultTransport)
 	}
-	if cfg.Listen == "" {
-		cfg.Listen = "127.0.0.1:8080"
-	}
-	s := New(cfg, Deps{
+	e.serve(t, cfg, Deps{
 		Enricher: enrich.New(enrich.Options{}, resolver, []enrich.SourceEntry{{Source: src}}, enrich.NewMetrics(reg)),
 		Targets:  targets, Keeper: e.keeper, Changes: src,
 		Ready:    func() (bool, string) { return src.Ready(), "waiting for sources: changes" },
 		Gatherer: reg, Metrics: NewMetrics(reg), Log: log,
 	})
-	e.handler = s.Handler()
+	return e
+}
+
+// serve runs the real server on deps behind a test HTTP server: e.url and
+// e.handler are its. Without a Listen address the server is told the
+// loopback one.
+func (e *env) serve(t testing.TB, cfg Config, deps Deps) {
+	t.Helper()
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:8080"
+	}
+	e.handler = New(cfg, deps).Handler()
 	srv := httptest.NewServer(e.handler)
 	t.Cleanup(srv.Close)
 	e.url = srv.URL
-	return e
 }
 
 // do sends one request; a body goes as application/json, as Alertmanager

@@ -19,6 +19,7 @@ import (
 	"github.com/whatchanged/whatchanged/enrich/timeline"
 	"github.com/whatchanged/whatchanged/sources/changes"
 	"github.com/whatchanged/whatchanged/sources/store"
+	"github.com/whatchanged/whatchanged/sources/store/storetest"
 )
 
 type timelineEnv struct {
@@ -33,11 +34,7 @@ type timelineEnv struct {
 func newTimelineEnv(t *testing.T, cfg Config, histStore store.Store, ui http.Handler) *timelineEnv {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := store.OpenBolt(t.TempDir(), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Bolt(t)
 	src := changes.New("changes", changes.Config{}, st, log)
 	resolver, _ := enrich.NewResolver(nil)
 	reg := prometheus.NewRegistry()
@@ -49,33 +46,17 @@ func newTimelineEnv(t *testing.T, cfg Config, histStore store.Store, ui http.Han
 	e := &env{capture: &capture{status: 200}}
 	ds := httptest.NewServer(e.capture)
 	t.Cleanup(ds.Close)
-	if cfg.Listen == "" {
-		cfg.Listen = "127.0.0.1:8080"
-	}
-	s := New(cfg, Deps{
+	e.serve(t, cfg, Deps{
 		Enricher: enricher, Changes: src,
 		Targets: map[string]deliver.Target{"default": deliver.NewWebhook("default", deliver.WebhookConfig{URL: ds.URL}, http.DefaultTransport)},
 		History: h, Timeline: &timeline.Builder{History: h, Sources: enricher}, UI: ui,
 		Ready: func() (bool, string) { return true, "" }, Gatherer: reg, Metrics: NewMetrics(reg), Log: log,
 	})
-	srv := httptest.NewServer(s.Handler())
-	t.Cleanup(srv.Close)
-	e.url, e.handler = srv.URL, s.Handler()
 	return &timelineEnv{env: e, history: h, reg: reg}
 }
 
-func boltStore(t *testing.T) *store.Bolt {
-	t.Helper()
-	st, err := store.OpenBolt(t.TempDir(), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}
-
 func TestTimelineAPI(t *testing.T) {
-	e := newTimelineEnv(t, Config{}, boltStore(t), nil)
+	e := newTimelineEnv(t, Config{}, storetest.Bolt(t), nil)
 	startsAt := time.Now().UTC().Truncate(time.Second).Add(-10 * time.Minute)
 	pushChange(t, e.env, startsAt.Add(-12*time.Minute))
 	if status, body := e.do(t, "POST", "/webhook", notification(startsAt)); status != 200 {
@@ -120,7 +101,7 @@ func TestTimelineAPI(t *testing.T) {
 }
 
 func TestTimelineAPIRefusesBadParameters(t *testing.T) {
-	e := newTimelineEnv(t, Config{}, boltStore(t), nil)
+	e := newTimelineEnv(t, Config{}, storetest.Bolt(t), nil)
 	for _, tc := range []struct{ query, field string }{
 		{"from=yesterday", "from"},
 		{"to=2026-13-01", "to"},
@@ -150,7 +131,7 @@ func TestTimelineNeedsTheHistory(t *testing.T) {
 
 func TestTimelineAndPageAuth(t *testing.T) {
 	page := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "page "+r.URL.Path) })
-	e := newTimelineEnv(t, Config{Listen: "0.0.0.0:8080", Auth: Auth{BearerToken: "s3cret"}}, boltStore(t), page)
+	e := newTimelineEnv(t, Config{Listen: "0.0.0.0:8080", Auth: Auth{BearerToken: "s3cret"}}, storetest.Bolt(t), page)
 	if status, _ := e.do(t, "GET", "/api/v1/timeline", ""); status != 401 {
 		t.Errorf("timeline without credentials: %d", status)
 	}
@@ -175,14 +156,14 @@ func TestTimelineAndPageAuth(t *testing.T) {
 
 	// The page shows alerts and changes: like /debug, not on an open
 	// non-loopback listener.
-	open := newTimelineEnv(t, Config{Listen: "0.0.0.0:8080"}, boltStore(t), page)
+	open := newTimelineEnv(t, Config{Listen: "0.0.0.0:8080"}, storetest.Bolt(t), page)
 	if status, body := open.do(t, "GET", "/ui/", ""); status != 403 || !strings.Contains(body, "non-loopback") {
 		t.Errorf("/ui/ on an open non-loopback listener: %d %s", status, body)
 	}
 }
 
 func TestHistoryStoreFailureNeverFailsANotification(t *testing.T) {
-	st := boltStore(t)
+	st := storetest.Bolt(t)
 	e := newTimelineEnv(t, Config{}, st, nil)
 	st.Close() // the history's store is gone
 	if status, body := e.do(t, "POST", "/webhook", notification(time.Now().Add(-time.Minute))); status != 200 {

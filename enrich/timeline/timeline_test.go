@@ -13,7 +13,7 @@ import (
 	"github.com/whatchanged/whatchanged/enrich/timeline"
 	"github.com/whatchanged/whatchanged/sources"
 	"github.com/whatchanged/whatchanged/sources/changes"
-	"github.com/whatchanged/whatchanged/sources/store"
+	"github.com/whatchanged/whatchanged/sources/store/storetest"
 	"github.com/whatchanged/whatchanged/test/golden"
 )
 
@@ -28,11 +28,7 @@ type pipeline struct {
 
 func newPipeline(t *testing.T) pipeline {
 	t.Helper()
-	st, err := store.OpenBolt(t.TempDir(), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Bolt(t)
 	log := slog.New(slog.DiscardHandler)
 	src := changes.New("changes", changes.Config{}, st, log)
 	if err := src.Start(t.Context()); err != nil {

@@ -7,11 +7,11 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/whatchanged/whatchanged/sources/grafana/grafanatest"
 )
 
 // token is a marker: it must never show in an error, a log line or a change.
@@ -112,91 +112,28 @@ func (f *fakeGrafana) serve(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, `{"message":"Failed to get annotations","traceID":""}`)
 		return
 	}
-	q := r.URL.Query()
-	from, _ := strconv.ParseInt(q.Get("from"), 10, 64)
-	to, _ := strconv.ParseInt(q.Get("to"), 10, 64)
-	limit, _ := strconv.Atoi(q.Get("limit"))
-	if limit == 0 {
-		limit = 100
+	q, err := grafanatest.ParseQuery(r.URL.Query())
+	if err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprint(w, `{"message":"bad request data"}`)
+		return
 	}
-	matchAny, _ := strconv.ParseBool(q.Get("matchAny"))
-	want := parseTagPairs(q["tags"])
-
 	f.mu.Lock()
-	type hit struct {
-		s   stored
-		raw json.RawMessage
-	}
-	var hits []hit
-	for _, raw := range f.items {
+	items := make([]grafanatest.Annotation, len(f.items))
+	for i, raw := range f.items {
 		var s stored
 		if err := json.Unmarshal(raw, &s); err != nil {
-			f.t.Fatalf("fixture: %v", err)
+			f.t.Errorf("fixture: %v", err)
 		}
-		if s.TimeEnd == 0 {
-			s.TimeEnd = s.Time
-		}
-		switch {
-		case from > 0 && to > 0 && !(s.Time <= to && s.TimeEnd >= from):
-		case q.Get("type") == "annotation" && s.AlertID != 0, q.Get("type") == "alert" && s.AlertID == 0:
-		case len(want) > 0 && !tagsMatch(parseTagPairs(s.Tags), want, matchAny):
-		default:
-			hits = append(hits, hit{s, raw})
-		}
+		items[i] = grafanatest.Annotation{Time: s.Time, TimeEnd: s.TimeEnd, AlertID: s.AlertID, Tags: s.Tags}
+	}
+	out := []json.RawMessage{}
+	for _, i := range q.Select(items) {
+		out = append(out, f.items[i])
 	}
 	f.mu.Unlock()
-	slices.SortStableFunc(hits, func(a, b hit) int {
-		if a.s.TimeEnd != b.s.TimeEnd {
-			return int(b.s.TimeEnd - a.s.TimeEnd)
-		}
-		return int(b.s.Time - a.s.Time)
-	})
-	out := []json.RawMessage{}
-	for i := 0; i < len(hits) && i < limit; i++ {
-		out = append(out, hits[i].raw)
-	}
 	b, _ := json.Marshal(out)
 	w.Write(b)
-}
-
-type tagPair struct{ key, value string }
-
-// parseTagPairs is Grafana's: "k:v" is key k, value v (what follows a
-// second colon is dropped); both trimmed; empty keys and repeats dropped.
-func parseTagPairs(tags []string) []tagPair {
-	var out []tagPair
-	for _, t := range tags {
-		var p tagPair
-		if strings.Contains(t, ":") {
-			kv := strings.Split(t, ":")
-			p = tagPair{strings.TrimSpace(kv[0]), strings.TrimSpace(kv[1])}
-		} else {
-			p.key = strings.TrimSpace(t)
-		}
-		if p.key != "" && !slices.Contains(out, p) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// tagsMatch counts the annotation's tags that a filter names (a filter
-// without a value names every value of its key), as Grafana's SQL does:
-// all filters' worth, or any.
-func tagsMatch(have, want []tagPair, matchAny bool) bool {
-	n := 0
-	for _, h := range have {
-		for _, w := range want {
-			if h.key == w.key && (w.value == "" || h.value == w.value) {
-				n++
-				break
-			}
-		}
-	}
-	if matchAny {
-		return n > 0
-	}
-	return n == len(want)
 }
 
 // at is a fixed clock for the source.

@@ -476,7 +476,7 @@ func TestRedisFailingFailsOpen(t *testing.T) {
 	}
 
 	t.Run("killed", func(t *testing.T) {
-		r.kill()
+		r.Stop()
 		for _, rt := range []http.RoundTripper{a, b, a} {
 			if got := get(t, withToken("tok", rt), url); got.status != http.StatusOK || got.body != `[{"tag_name":"v1"}]` {
 				t.Fatalf("with Redis dead: %d %q", got.status, got.body)
@@ -491,7 +491,7 @@ func TestRedisFailingFailsOpen(t *testing.T) {
 	})
 
 	t.Run("back", func(t *testing.T) {
-		r.start()
+		r.Start()
 		time.Sleep(opts.Retry)
 		deps := f.srv.URL + "/repos/acme/api/deployments"
 		get(t, withToken("tok", a), deps)
@@ -504,7 +504,7 @@ func TestRedisFailingFailsOpen(t *testing.T) {
 	})
 
 	t.Run("hung", func(t *testing.T) {
-		r.pause()
+		r.Pause()
 		time.Sleep(opts.Retry)
 		hung := newTransport(t, r, nil, http.DefaultTransport, Options{Prefix: "down:", OpTimeout: 100 * time.Millisecond})
 		start := time.Now()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/whatchanged/whatchanged/sources/store"
+	"github.com/whatchanged/whatchanged/sources/store/storetest"
 )
 
 // contract is what every store.Store does, whatever keeps the data. open
@@ -337,12 +338,7 @@ func concurrentPutIfAbsent(t *testing.T, stores []store.Store, n int, guard stri
 
 func TestBoltContract(t *testing.T) {
 	contract(t, func(t *testing.T) store.Store {
-		st, err := store.OpenBolt(t.TempDir(), time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st
+		return storetest.Bolt(t)
 	})
 }
 

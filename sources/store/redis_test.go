@@ -16,13 +16,11 @@ import (
 	"math/big"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,93 +28,13 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/whatchanged/whatchanged/sources/store"
+	"github.com/whatchanged/whatchanged/test/redistest"
 )
 
-// redisServer is a real redis-server (Debian's, from
-// WHATCHANGED_REDIS_SERVER) on a free loopback port, without persistence.
-type redisServer struct {
-	t     testing.TB
-	bin   string
-	addr  string
-	dir   string
-	first []string // before the usual arguments: a config file must come first
-	args  []string
-	cmd   *exec.Cmd
-	out   *bytes.Buffer
-	ended chan struct{} // closed when the process has exited
-}
-
-func startRedis(t testing.TB, args ...string) *redisServer {
-	t.Helper()
-	return startRedisWith(t, nil, args...)
-}
-
-func startRedisWith(t testing.TB, first []string, args ...string) *redisServer {
-	t.Helper()
-	bin := os.Getenv("WHATCHANGED_REDIS_SERVER")
-	if bin == "" {
-		t.Fatal("WHATCHANGED_REDIS_SERVER is not set: run make test (it installs Debian's redis-server and points there), " +
-			"or set it to a redis-server binary")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	s := &redisServer{t: t, bin: bin, addr: addr, dir: t.TempDir(), first: first, args: args}
-	s.start()
-	t.Cleanup(s.stop)
-	return s
-}
-
-func (s *redisServer) port() string { _, p, _ := net.SplitHostPort(s.addr); return p }
-
-// start runs the server (again, on the same port) and waits until it answers.
-func (s *redisServer) start() {
-	s.t.Helper()
-	args := append(slices.Clone(s.first), "--port", s.port(), "--bind", "127.0.0.1", "--dir", s.dir)
-	if !slices.Contains(s.first, "--sentinel") {
-		args = append(args, "--save", "", "--appendonly", "no")
-	}
-	args = append(args, s.args...)
-	s.out = &bytes.Buffer{}
-	s.cmd = exec.Command(s.bin, args...)
-	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatalf("start %s: %v", s.bin, err)
-	}
-	s.ended = make(chan struct{})
-	go func(cmd *exec.Cmd, ended chan struct{}) { _ = cmd.Wait(); close(ended) }(s.cmd, s.ended)
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", s.addr, 100*time.Millisecond); err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-s.ended:
-			s.t.Fatalf("redis-server exited:\n%s", s.out)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	s.stop()
-	s.t.Fatalf("redis-server did not listen on %s within 10s:\n%s", s.addr, s.out)
-}
-
-func (s *redisServer) stop() {
-	if s.cmd != nil {
-		_ = s.cmd.Process.Signal(syscall.SIGCONT) // in case it was paused
-		_ = s.cmd.Process.Kill()
-		<-s.ended
-		s.cmd = nil
-	}
-}
-
-// admin is a plain client for the test's own look at the server.
-func (s *redisServer) admin(password string) *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.addr, Password: password})
-	s.t.Cleanup(func() { c.Close() })
+// adminClient is a plain client for the test's own look at the server.
+func adminClient(t testing.TB, srv *redistest.Server, password string) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr, Password: password})
+	t.Cleanup(func() { c.Close() })
 	return c
 }
 
@@ -138,17 +56,17 @@ func openRedis(t testing.TB, cfg store.RedisConfig) *store.Redis {
 }
 
 func TestRedisContract(t *testing.T) {
-	srv := startRedis(t)
-	contract(t, func(t *testing.T) store.Store { return openRedis(t, store.RedisConfig{Addr: srv.addr}) })
+	srv := redistest.Start(t)
+	contract(t, func(t *testing.T) store.Store { return openRedis(t, store.RedisConfig{Addr: srv.Addr}) })
 }
 
 // A one-node Cluster holding every slot refuses a script or MULTI whose
 // keys are in different slots, as a real Cluster does: the store's keys
 // must all carry the one hash tag.
 func TestRedisClusterContract(t *testing.T) {
-	srv := startRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+	srv := redistest.Start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
 	ctx := context.Background()
-	admin := srv.admin("")
+	admin := adminClient(t, srv, "")
 	if err := admin.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", 0, 16383).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -169,28 +87,28 @@ func TestRedisClusterContract(t *testing.T) {
 		t.Fatalf("a cross-slot MULTI was not refused: %v", err)
 	}
 	contract(t, func(t *testing.T) store.Store {
-		return openRedis(t, store.RedisConfig{ClusterAddrs: []string{srv.addr}})
+		return openRedis(t, store.RedisConfig{ClusterAddrs: []string{srv.Addr}})
 	})
 }
 
 // Through Sentinel: the store asks a Sentinel for the primary.
 func TestRedisSentinelContract(t *testing.T) {
-	primary := startRedis(t)
+	primary := redistest.Start(t)
 	conf := filepath.Join(t.TempDir(), "sentinel.conf") // Sentinel rewrites its config file
-	if err := os.WriteFile(conf, []byte("sentinel monitor whatchanged-test 127.0.0.1 "+primary.port()+" 1\n"), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte("sentinel monitor whatchanged-test 127.0.0.1 "+primary.Port()+" 1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sentinel := startRedisWith(t, []string{conf, "--sentinel"})
+	sentinel := redistest.StartSentinel(t, conf)
 	contract(t, func(t *testing.T) store.Store {
-		return openRedis(t, store.RedisConfig{SentinelAddrs: []string{sentinel.addr}, MasterName: "whatchanged-test"})
+		return openRedis(t, store.RedisConfig{SentinelAddrs: []string{sentinel.Addr}, MasterName: "whatchanged-test"})
 	})
 }
 
 // Two replicas (two clients, as two processes would have) race for the
 // same guard: exactly one writes.
 func TestRedisPutIfAbsentAcrossReplicas(t *testing.T) {
-	srv := startRedis(t)
-	cfg := store.RedisConfig{Addr: srv.addr, KeyPrefix: "shared:"}
+	srv := redistest.Start(t)
+	cfg := store.RedisConfig{Addr: srv.Addr, KeyPrefix: "shared:"}
 	a, b := openRedis(t, cfg), openRedis(t, cfg)
 	for round := range 20 {
 		guard := fmt.Sprintf("g%d", round)
@@ -209,10 +127,10 @@ func TestRedisPutIfAbsentAcrossReplicas(t *testing.T) {
 // Installations sharing one Redis see only their own data, and every key
 // they write starts with their hash-tagged prefix.
 func TestRedisKeyPrefixIsolation(t *testing.T) {
-	srv := startRedis(t)
+	srv := redistest.Start(t)
 	ctx := context.Background()
-	a := openRedis(t, store.RedisConfig{Addr: srv.addr, KeyPrefix: "team-a:"})
-	b := openRedis(t, store.RedisConfig{Addr: srv.addr, KeyPrefix: "team-b:"})
+	a := openRedis(t, store.RedisConfig{Addr: srv.Addr, KeyPrefix: "team-a:"})
+	b := openRedis(t, store.RedisConfig{Addr: srv.Addr, KeyPrefix: "team-b:"})
 	for name, st := range map[string]store.Store{"a": a, "b": b} {
 		if err := st.Put(ctx, []store.KV{{Key: store.Key{Bucket: "changes", Key: "k"}, Value: []byte(name)},
 			{Key: store.Key{Bucket: "changes", Key: "only-" + name}, Value: []byte(name)}}); err != nil {
@@ -240,7 +158,7 @@ func TestRedisKeyPrefixIsolation(t *testing.T) {
 	if v, ok, _ := b.Get(ctx, "changes", "k"); !ok || string(v) != "b" {
 		t.Errorf("a's delete removed b's key: %q %v", v, ok)
 	}
-	raw := srv.admin("").Keys(ctx, "*").Val()
+	raw := adminClient(t, srv, "").Keys(ctx, "*").Val()
 	slices.Sort(raw)
 	want := []string{"{team-a:}keys:changes", "{team-a:}vals:changes", "{team-b:}keys:changes", "{team-b:}keys:x", "{team-b:}vals:changes", "{team-b:}vals:x"}
 	if !slices.Equal(raw, want) {
@@ -299,10 +217,10 @@ const generous = 5 * time.Second
 // A Redis that is down costs each operation an error within about the
 // timeout, never a hang; once it is back the same store works again.
 func TestRedisDown(t *testing.T) {
-	srv := startRedis(t)
-	st := openRedis(t, store.RedisConfig{Addr: srv.addr}) // timeout: the default 1s
+	srv := redistest.Start(t)
+	st := openRedis(t, store.RedisConfig{Addr: srv.Addr}) // timeout: the default 1s
 	waitWorking(t, st, 0)                                 // works before the stop
-	srv.stop()
+	srv.Stop()
 	for range 2 { // the second round: the pool has seen the failures
 		errs, slowest := eachOp(st, "down")
 		for name, err := range errs {
@@ -315,7 +233,7 @@ func TestRedisDown(t *testing.T) {
 		}
 		t.Logf("with Redis down the slowest operation took %s", slowest)
 	}
-	srv.start()
+	srv.Start()
 	start := time.Now()
 	waitWorking(t, st, 15*time.Second)
 	t.Logf("working again %s after the restart", time.Since(start).Round(time.Millisecond))
@@ -324,14 +242,12 @@ func TestRedisDown(t *testing.T) {
 // A hung Redis (the process stopped: connections are accepted by the
 // kernel, nothing answers) also costs at most about the timeout.
 func TestRedisHung(t *testing.T) {
-	srv := startRedis(t)
-	st := openRedis(t, store.RedisConfig{Addr: srv.addr, Timeout: 500 * time.Millisecond})
+	srv := redistest.Start(t)
+	st := openRedis(t, store.RedisConfig{Addr: srv.Addr, Timeout: 500 * time.Millisecond})
 	if err := st.Ping(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	srv.Pause()
 	errs, slowest := eachOp(st, "hung")
 	for name, err := range errs {
 		if err == nil {
@@ -342,9 +258,7 @@ func TestRedisHung(t *testing.T) {
 		t.Errorf("the slowest operation took %s with Redis hung (timeout 500ms)", slowest)
 	}
 	t.Logf("with Redis hung the slowest operation took %s", slowest)
-	if err := srv.cmd.Process.Signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
+	srv.Resume()
 	waitWorking(t, st, 15*time.Second)
 }
 
@@ -372,7 +286,7 @@ func TestRedisPassword(t *testing.T) {
 	const right, wrong, rotated = "MARKER-right-7f3a", "MARKER-wrong-91c2", "MARKER-rotated-55d0"
 	logs := &logCapture{}
 	redis.SetLogger(logs)
-	srv := startRedis(t, "--requirepass", right)
+	srv := redistest.Start(t, "--requirepass", right)
 	ctx := context.Background()
 	var shown []string // every text a user could see
 	check := func(what string, cfg store.RedisConfig, works bool) {
@@ -409,21 +323,21 @@ func TestRedisPassword(t *testing.T) {
 		}
 		return p
 	}
-	check("password", store.RedisConfig{Addr: srv.addr, Password: right}, true)
-	check("password_file", store.RedisConfig{Addr: srv.addr, PasswordFile: file("right", right)}, true)
-	check("wrong password", store.RedisConfig{Addr: srv.addr, Password: wrong}, false)
-	check("wrong password_file", store.RedisConfig{Addr: srv.addr, PasswordFile: file("wrong", wrong)}, false)
-	check("no password", store.RedisConfig{Addr: srv.addr}, false)
+	check("password", store.RedisConfig{Addr: srv.Addr, Password: right}, true)
+	check("password_file", store.RedisConfig{Addr: srv.Addr, PasswordFile: file("right", right)}, true)
+	check("wrong password", store.RedisConfig{Addr: srv.Addr, Password: wrong}, false)
+	check("wrong password_file", store.RedisConfig{Addr: srv.Addr, PasswordFile: file("wrong", wrong)}, false)
+	check("no password", store.RedisConfig{Addr: srv.Addr}, false)
 
 	// Rotation: the file and the server change; the store's connections
 	// are dropped and it reconnects with the new password.
 	pwFile := file("rotating", right)
-	st := openRedis(t, store.RedisConfig{Addr: srv.addr, PasswordFile: pwFile})
+	st := openRedis(t, store.RedisConfig{Addr: srv.Addr, PasswordFile: pwFile})
 	if err := st.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
 	file("rotating", rotated)
-	admin := srv.admin(right)
+	admin := adminClient(t, srv, right)
 	if err := admin.ConfigSet(ctx, "requirepass", rotated).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -500,8 +414,8 @@ func TestRedisConfigValidate(t *testing.T) {
 // BenchmarkRedis measures the store against a local redis-server (one
 // client, one goroutine: round-trip bound).
 func BenchmarkRedis(b *testing.B) {
-	srv := startRedis(b)
-	benchStore(b, func(b *testing.B) store.Store { return openRedis(b, store.RedisConfig{Addr: srv.addr}) })
+	srv := redistest.Start(b)
+	benchStore(b, func(b *testing.B) store.Store { return openRedis(b, store.RedisConfig{Addr: srv.Addr}) })
 }
 
 // tlsFiles writes a CA and a server certificate it signed, for 127.0.0.1
@@ -548,11 +462,9 @@ func tlsFiles(t *testing.T) (caFile, certFile, keyFile string) {
 // and a client without TLS fails fast.
 func TestRedisTLS(t *testing.T) {
 	caFile, certFile, keyFile := tlsFiles(t)
-	srv := startRedis(t)
-	srv.stop()
-	srv.args = []string{"--port", "0", "--tls-port", srv.port(), "--tls-cert-file", certFile, "--tls-key-file", keyFile,
-		"--tls-ca-cert-file", caFile, "--tls-auth-clients", "no"}
-	srv.start()
+	srv := redistest.Start(t)
+	srv.Restart("--port", "0", "--tls-port", srv.Port(), "--tls-cert-file", certFile, "--tls-key-file", keyFile,
+		"--tls-ca-cert-file", caFile, "--tls-auth-clients", "no")
 	for _, c := range []struct {
 		name  string
 		tls   store.RedisTLS
@@ -566,7 +478,7 @@ func TestRedisTLS(t *testing.T) {
 		{"no TLS", store.RedisTLS{}, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			st := openRedis(t, store.RedisConfig{Addr: srv.addr, TLS: c.tls})
+			st := openRedis(t, store.RedisConfig{Addr: srv.Addr, TLS: c.tls})
 			start := time.Now()
 			err := st.Put(context.Background(), []store.KV{{Key: store.Key{Bucket: "b", Key: "k"}, Value: []byte("v")}})
 			if took := time.Since(start); took > generous {

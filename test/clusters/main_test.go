@@ -17,6 +17,8 @@ import (
 	"time"
 
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/whatchanged/whatchanged/test/controlplane"
 )
 
 var (
@@ -36,14 +38,8 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) (int, error) {
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		return 1, fmt.Errorf("KUBEBUILDER_ASSETS is not set; run `make test`, which builds the control plane")
-	}
-	for _, bin := range []string{"kube-apiserver", "etcd"} {
-		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
-			return 1, fmt.Errorf("%s: %w; run `make tools` (part of `make test`)", bin, err)
-		}
+	if err := controlplane.CheckAssets(); err != nil {
+		return 1, err
 	}
 	ctrllog.SetLogger(ctrllog.Log.WithSink(ctrllog.NullLogSink{})) // envtest's own logging
 	dir, err := os.MkdirTemp("", "whatchanged-clusters-")

@@ -6,22 +6,22 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/whatchanged/whatchanged/test/proctest"
 )
 
 // whatchanged is the real binary serving on a free port.
 type whatchanged struct {
 	cmd     *exec.Cmd
 	base    string
-	log     *lockedWriter
+	log     *proctest.Log
 	exited  chan struct{}
 	started time.Time // when the process was started
 }
@@ -64,14 +64,17 @@ const (
 func startWhatchanged(t *testing.T, extra string, ready bool) *whatchanged {
 	t.Helper()
 	dir := t.TempDir()
-	port := freePort(t)
+	port, err := proctest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
 	config := fmt.Sprintf("listen: 127.0.0.1:%d\ndata_dir: %s\nlog: {level: debug, format: text}\nenrich:\n  budget: %s\n%s",
 		port, filepath.Join(dir, "data"), budget, extra)
 	file := filepath.Join(dir, "whatchanged.yaml")
 	if err := os.WriteFile(file, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	wc := &whatchanged{base: fmt.Sprintf("http://127.0.0.1:%d", port), log: &lockedWriter{}, exited: make(chan struct{})}
+	wc := &whatchanged{base: fmt.Sprintf("http://127.0.0.1:%d", port), log: &proctest.Log{}, exited: make(chan struct{})}
 	wc.cmd = exec.Command(whatchangedBin, "serve", "--config", file)
 	wc.cmd.Stdout, wc.cmd.Stderr = wc.log, wc.log
 	wc.started = time.Now()
@@ -215,31 +218,4 @@ func (wc *whatchanged) logTail(n int) string {
 		s = "…" + s[len(s)-n:]
 	}
 	return s
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -1,15 +1,9 @@
 package clusters_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"hash/fnv"
-	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"strconv"
 	"time"
@@ -31,7 +25,7 @@ type cluster struct {
 	env        *envtest.Environment
 	kubeconfig string
 	kube       kubernetes.Interface
-	etcd       *url.URL
+	etcd       controlplane.Etcd
 	stopped    bool
 }
 
@@ -45,11 +39,11 @@ func startCluster(name, dir string) (*cluster, error) {
 	// 20s default to stop; killed after 2s, it is gone as an unreachable
 	// cluster's is.
 	env := &envtest.Environment{ControlPlaneStopTimeout: 2 * time.Second}
-	env.ControlPlane.GetAPIServer().Configure().Set("storage-media-type", "application/json")
+	controlplane.JSONStorage(env)
 	if _, err := env.Start(); err != nil {
 		return nil, fmt.Errorf("start control plane %s: %w", name, err)
 	}
-	c := &cluster{name: name, env: env, etcd: env.ControlPlane.Etcd.URL}
+	c := &cluster{name: name, env: env, etcd: controlplane.EtcdOf(env)}
 	kc, cfg, err := controlplane.Admin(env, dir)
 	if err != nil {
 		c.stop()
@@ -157,64 +151,11 @@ func (c *cluster) write(ctx context.Context, w workload, startsAt time.Time) err
 	return nil
 }
 
-// backdate rewrites a stored object's creation time. The API server sets
-// metadata.creationTimestamp itself, but a history is hours old; objects
-// are stored as JSON (storage-media-type), so the test rewrites them
-// through etcd's JSON gateway, and the API server's watch on etcd
-// delivers the change like any other update.
+// backdate rewrites a stored object's creation time in etcd: a history
+// is hours old (controlplane.Etcd.Backdate).
 func (c *cluster) backdate(ctx context.Context, key string, at time.Time) error {
-	var got struct {
-		Kvs []struct {
-			Value string `json:"value"`
-		} `json:"kvs"`
-	}
-	if err := c.etcdCall(ctx, "/v3/kv/range", map[string]string{"key": b64([]byte(key))}, &got); err != nil {
-		return err
-	}
-	if len(got.Kvs) == 0 {
-		return fmt.Errorf("etcd of cluster %s has no key %s", c.name, key)
-	}
-	value, err := base64.StdEncoding.DecodeString(got.Kvs[0].Value)
-	if err != nil {
-		return err
-	}
-	dec := json.NewDecoder(bytes.NewReader(value))
-	dec.UseNumber() // keep integers as written
-	var obj map[string]any
-	if err := dec.Decode(&obj); err != nil {
-		return fmt.Errorf("%s is not stored as JSON: %w", key, err)
-	}
-	obj["metadata"].(map[string]any)["creationTimestamp"] = at.UTC().Format(time.RFC3339)
-	out, err := json.Marshal(obj)
-	if err != nil {
-		return err
-	}
-	return c.etcdCall(ctx, "/v3/kv/put", map[string]string{"key": b64([]byte(key)), "value": b64(append(out, '\n'))}, nil)
-}
-
-func (c *cluster) etcdCall(ctx context.Context, path string, req, resp any) error {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return err
-	}
-	r, err := http.NewRequestWithContext(ctx, http.MethodPost, c.etcd.String()+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	r.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(r)
-	if err != nil {
-		return fmt.Errorf("etcd %s: %w", path, err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("etcd %s: %d %s", path, res.StatusCode, b)
-	}
-	if resp != nil {
-		return json.Unmarshal(b, resp)
+	if err := c.etcd.Backdate(ctx, key, at, time.Time{}, nil); err != nil {
+		return fmt.Errorf("cluster %s: %w", c.name, err)
 	}
 	return nil
 }
-
-func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

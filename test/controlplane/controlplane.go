@@ -4,12 +4,28 @@
 package controlplane
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
+
+// CheckAssets is nil when KUBEBUILDER_ASSETS names a directory with the
+// control plane's binaries, else an error that says how to get them.
+func CheckAssets() error {
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		return fmt.Errorf("KUBEBUILDER_ASSETS is not set; run `make test`, which builds the control plane")
+	}
+	for _, bin := range []string{"kube-apiserver", "etcd"} {
+		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
+			return fmt.Errorf("%s: %w; run `make tools` (part of `make test`)", bin, err)
+		}
+	}
+	return nil
+}
 
 // Environment is an envtest control plane that installs the Argo Rollouts
 // and Argo CD Application CRDs from test/testdata (their provenance is in

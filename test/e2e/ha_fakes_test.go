@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"cmp"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,8 +20,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // haProc is a process of the high-availability test that can be killed
@@ -121,36 +118,6 @@ func haTail(path string, n int) string {
 	b, _ := os.ReadFile(path)
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-// startHARedis runs a real redis-server without persistence on a free
-// loopback port and returns its address.
-func startHARedis(t *testing.T) string {
-	t.Helper()
-	bin := os.Getenv("WHATCHANGED_REDIS_SERVER")
-	if bin == "" {
-		t.Fatal("WHATCHANGED_REDIS_SERVER is not set: run make test (it installs Debian's redis-server and points there)")
-	}
-	port := freePort(t)
-	p := startHAProc(t, "redis", bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--dir", t.TempDir(),
-		"--save", "", "--appendonly", "no")
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	rdb := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 100 * time.Millisecond})
-	defer rdb.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-p.exited():
-			t.Fatalf("redis-server exited during start-up:\n%s", p.log())
-		default:
-		}
-		if rdb.Ping(context.Background()).Err() == nil {
-			return addr
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("redis-server on %s not answering after 10s", addr)
-	return ""
 }
 
 // haFront is the load balancer in front of the replicas: each request goes

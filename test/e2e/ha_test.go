@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/whatchanged/whatchanged/test/redistest"
 )
 
 // High availability (issue 15): two whatchanged replicas sharing one real
@@ -44,7 +46,7 @@ func TestHAReplicasBehindAlertmanagerPair(t *testing.T) {
 	slackSeverities := []string{"info", "warning", "error", "critical"}
 	slackChannels := []string{"#ha-low", "#ha-medium", "#ha-high", "#ha-critical"}
 	startsAt := time.Now().UTC().Truncate(time.Second)
-	redisAddr := startHARedis(t)
+	redisAddr := redistest.Start(t).Addr
 	capture := &haCapture{}
 	down := httptest.NewServer(capture)
 	t.Cleanup(down.Close)

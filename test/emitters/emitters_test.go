@@ -24,7 +24,7 @@ import (
 	"github.com/whatchanged/whatchanged/enrich/server"
 	"github.com/whatchanged/whatchanged/sources"
 	"github.com/whatchanged/whatchanged/sources/changes"
-	"github.com/whatchanged/whatchanged/sources/store"
+	"github.com/whatchanged/whatchanged/sources/store/storetest"
 )
 
 // token is whatchanged's inbound bearer token in these tests: a marker
@@ -41,11 +41,7 @@ type whatchanged struct {
 func newWhatchanged(t *testing.T) *whatchanged {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := store.OpenBolt(t.TempDir(), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Bolt(t)
 	src := changes.New("changes", changes.Config{}, st, log)
 	if err := src.Start(t.Context()); err != nil {
 		t.Fatal(err)

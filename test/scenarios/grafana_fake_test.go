@@ -3,9 +3,10 @@ package scenarios_test
 import (
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/whatchanged/whatchanged/sources/grafana/grafanatest"
 )
 
 // grafanaFake is Grafana's annotations API: GET /api/annotations, as
@@ -20,11 +21,6 @@ type grafanaFake struct {
 	token    string
 }
 
-// grafanaParams are the query parameters the fake implements. Grafana
-// takes more (dashboardUID, panelId, userId, alertId, …); whatchanged
-// sends none of them, so one is an unexpected request here.
-var grafanaParams = []string{"from", "to", "limit", "type", "tags", "matchAny"}
-
 func (f *grafanaFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.saw(r)
 	if r.Method != http.MethodGet || r.URL.Path != "/api/annotations" {
@@ -36,76 +32,32 @@ func (f *grafanaFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"message": "Unauthorized"})
 		return
 	}
-	q := r.URL.Query()
-	for k := range q {
-		if !slices.Contains(grafanaParams, k) {
+	for k := range r.URL.Query() {
+		if !slices.Contains(grafanatest.Params, k) {
 			f.unexpectedRequest(w, r, "query parameter "+k+" is not one the fake implements")
 			return
 		}
 	}
-	num := func(k string) (int64, bool) {
-		if q.Get(k) == "" {
-			return 0, true
-		}
-		n, err := strconv.ParseInt(q.Get(k), 10, 64)
-		return n, err == nil
-	}
-	from, okFrom := num("from")
-	to, okTo := num("to")
-	limit, okLimit := num("limit")
-	if !okFrom || !okTo || !okLimit {
+	q, err := grafanatest.ParseQuery(r.URL.Query())
+	if err != nil {
 		// Grafana binds the query into a struct of int64s: a bad number is 400.
 		writeJSON(w, http.StatusBadRequest, map[string]string{"message": "bad request data"})
 		return
 	}
-	if limit == 0 {
-		limit = 100
-	}
-	matchAny, _ := strconv.ParseBool(q.Get("matchAny"))
-	want := grafanaTagPairs(q["tags"])
-	typ := q.Get("type")
-
-	type hit struct {
-		epoch, epochEnd int64
-		item            map[string]any
-	}
-	var hits []hit
+	stored := make([]grafanatest.Annotation, len(f.sc.Grafana.Annotations))
 	for i, a := range f.sc.Grafana.Annotations {
 		epoch := a.At.From(f.startsAt).UnixMilli()
 		epochEnd := epoch
 		if a.EndsAt != nil {
 			epochEnd = a.EndsAt.From(f.startsAt).UnixMilli()
 		}
-		switch {
-		case from > 0 && to > 0 && !(epoch <= to && epochEnd >= from):
-		case typ == "annotation" && a.AlertID != 0, typ == "alert" && a.AlertID == 0:
-		case len(want) > 0 && !grafanaTagsMatch(grafanaTagPairs(a.Tags), want, matchAny):
-		default:
-			hits = append(hits, hit{epoch, epochEnd, f.item(i, a, epoch, epochEnd)})
-		}
+		stored[i] = grafanatest.Annotation{Time: epoch, TimeEnd: epochEnd, AlertID: a.AlertID, Tags: a.Tags}
 	}
-	// ORDER BY a.epoch_end DESC, a.epoch DESC
-	slices.SortStableFunc(hits, func(a, b hit) int {
-		if a.epochEnd != b.epochEnd {
-			return cmpDesc(a.epochEnd, b.epochEnd)
-		}
-		return cmpDesc(a.epoch, b.epoch)
-	})
 	out := []map[string]any{}
-	for i := 0; i < len(hits) && int64(i) < limit; i++ {
-		out = append(out, hits[i].item)
+	for _, i := range q.Select(stored) {
+		out = append(out, f.item(i, f.sc.Grafana.Annotations[i], stored[i].Time, stored[i].TimeEnd))
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-func cmpDesc(a, b int64) int {
-	switch {
-	case a > b:
-		return -1
-	case a < b:
-		return 1
-	}
-	return 0
 }
 
 // item is one annotations.ItemDTO as Grafana writes it: every field
@@ -146,47 +98,6 @@ func (f *grafanaFake) item(i int, a GrafanaAnnotation, epoch, epochEnd int64) ma
 		item["data"] = map[string]any{"evalMatches": []any{}}
 	}
 	return item
-}
-
-type grafanaTagPair struct{ key, value string }
-
-// grafanaTagPairs is Grafana's pkg/services/tag ParseTagPairs: "k:v" is key
-// k, value v (what follows a second colon is dropped), both trimmed; empty
-// keys and repeats are dropped.
-func grafanaTagPairs(tags []string) []grafanaTagPair {
-	var out []grafanaTagPair
-	for _, t := range tags {
-		var p grafanaTagPair
-		if strings.Contains(t, ":") {
-			kv := strings.Split(t, ":")
-			p = grafanaTagPair{strings.TrimSpace(kv[0]), strings.TrimSpace(kv[1])}
-		} else {
-			p.key = strings.TrimSpace(t)
-		}
-		if p.key != "" && !slices.Contains(out, p) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// grafanaTagsMatch is the store's tag filter: the annotation's tags that a
-// filter names (a filter without a value names every value of its key)
-// are counted; all filters' worth match, or any with matchAny.
-func grafanaTagsMatch(have, want []grafanaTagPair, matchAny bool) bool {
-	n := 0
-	for _, h := range have {
-		for _, w := range want {
-			if h.key == w.key && (w.value == "" || h.value == w.value) {
-				n++
-				break
-			}
-		}
-	}
-	if matchAny {
-		return n > 0
-	}
-	return n == len(want)
 }
 
 // grafanaConfig is the sources.grafana section the runner writes: the

@@ -309,13 +309,13 @@ func (c *cluster) backdateAll(ctx context.Context) error {
 	for i := range c.objects {
 		o := &c.objects[i]
 		if o.key == "" {
-			k, err := findKey(ctx, o.apiVersion, o.kind, o.namespace, o.name)
+			k, err := etcd.FindKey(ctx, o.apiVersion, o.kind, o.namespace, o.name)
 			if err != nil {
 				return err
 			}
 			o.key = k
 		}
-		if err := backdate(ctx, o.key, o.at, cmpTime(o.updated, o.at), o.managers); err != nil {
+		if err := etcd.Backdate(ctx, o.key, o.at, cmpTime(o.updated, o.at), o.managers); err != nil {
 			return fmt.Errorf("back-date %s %s/%s: %w", o.kind, o.namespace, o.name, err)
 		}
 	}

@@ -7,7 +7,6 @@ package scenarios_test
 
 import (
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,7 +27,7 @@ var (
 	kube           kubernetes.Interface
 	dyn            dynamic.Interface
 	restConfig     *rest.Config
-	etcdURL        *url.URL
+	etcd           controlplane.Etcd
 	whatchangedBin string
 )
 
@@ -42,14 +41,8 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) (int, error) {
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		return 1, fmt.Errorf("KUBEBUILDER_ASSETS is not set; run `make test` (or `make quality`), which builds the control plane")
-	}
-	for _, bin := range []string{"kube-apiserver", "etcd"} {
-		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
-			return 1, fmt.Errorf("%s: %w; run `make tools` (part of `make test`)", bin, err)
-		}
+	if err := controlplane.CheckAssets(); err != nil {
+		return 1, err
 	}
 	dir, err := os.MkdirTemp("", "whatchanged-scenarios-")
 	if err != nil {
@@ -72,7 +65,7 @@ func run(m *testing.M) (int, error) {
 	// The Rollout CRD serves Argo Rollouts; the Application CRD is only for
 	// checking that the fake argocd-server's applications have the real
 	// shape (TestFakeApplicationShape). Objects are stored as JSON so the
-	// runner can back-date them in etcd (etcd.go).
+	// runner can back-date them in etcd (controlplane.Etcd).
 	env = controlplane.Environment(filepath.Join("..", "testdata"))
 	// Flux's Kustomization, HelmRelease and GitRepository: whatchanged
 	// reads Flux syncs when they are served.
@@ -80,14 +73,14 @@ func run(m *testing.M) (int, error) {
 		filepath.Join("..", "testdata", "flux-kustomization-crd.yaml"),
 		filepath.Join("..", "testdata", "flux-helmrelease-crd.yaml"),
 		filepath.Join("..", "testdata", "flux-gitrepository-crd.yaml"))
-	env.ControlPlane.GetAPIServer().Configure().Set("storage-media-type", "application/json")
+	controlplane.JSONStorage(env)
 	start := time.Now()
 	if _, err := env.Start(); err != nil {
 		<-built
 		return 1, fmt.Errorf("start control plane: %w", err)
 	}
 	defer func() { _ = env.Stop() }()
-	etcdURL = env.ControlPlane.Etcd.URL
+	etcd = controlplane.EtcdOf(env)
 
 	if kubeconfig, restConfig, err = controlplane.Admin(env, dir); err != nil {
 		return 1, err

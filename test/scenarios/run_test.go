@@ -6,18 +6,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/whatchanged/whatchanged/test/proctest"
 )
 
 // TestScenarios runs every scenario file as a subtest, then writes the
@@ -157,7 +157,7 @@ func alertStart(sc *Scenario, now time.Time) time.Time {
 type whatchanged struct {
 	cmd    *exec.Cmd
 	base   string
-	log    *lockedWriter
+	log    *proctest.Log
 	exited chan struct{}
 }
 
@@ -169,7 +169,7 @@ type servers struct{ argocd, github, grafana string }
 // which waits for the sources that read in the background (Argo CD,
 // Grafana) to finish their first read.
 func startWhatchanged(ctx context.Context, dir string, srv servers, token string, graf Grafana) (*whatchanged, error) {
-	port, err := freePort()
+	port, err := proctest.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +222,7 @@ sources:
 	if err := os.WriteFile(configFile, []byte(config), 0o600); err != nil {
 		return nil, err
 	}
-	wc := &whatchanged{base: fmt.Sprintf("http://127.0.0.1:%d", port), log: &lockedWriter{}, exited: make(chan struct{})}
+	wc := &whatchanged{base: fmt.Sprintf("http://127.0.0.1:%d", port), log: &proctest.Log{}, exited: make(chan struct{})}
 	wc.cmd = exec.Command(whatchangedBin, "serve", "--config", configFile)
 	wc.cmd.Env = processEnv()
 	wc.cmd.Stdout, wc.cmd.Stderr = wc.log, wc.log
@@ -363,32 +363,4 @@ func (wc *whatchanged) enrich(ctx context.Context, a Alert, startsAt time.Time) 
 	answer := &resp.Explanation.Alerts[0]
 	answer.body = out
 	return answer, nil
-}
-
-// lockedWriter is the process's log: written by its output pipe while a
-// failing scenario reads it.
-type lockedWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }

@@ -31,7 +31,7 @@ import (
 	"github.com/whatchanged/whatchanged/sources"
 	"github.com/whatchanged/whatchanged/sources/argocd"
 	"github.com/whatchanged/whatchanged/sources/changes"
-	"github.com/whatchanged/whatchanged/sources/store"
+	"github.com/whatchanged/whatchanged/sources/store/storetest"
 	"github.com/whatchanged/whatchanged/test/golden"
 )
 
@@ -118,11 +118,7 @@ func newEnricher(t *testing.T, pushed ...changes.Event) *enrich.Enricher {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := store.OpenBolt(t.TempDir(), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Bolt(t)
 	ci := changes.New("changes", changes.Config{}, st, log)
 	for _, ev := range pushed {
 		if _, _, err := ci.Record(ctx, ev); err != nil {

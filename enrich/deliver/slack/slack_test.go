@@ -7,10 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,6 +19,7 @@ import (
 	"github.com/whatchanged/whatchanged/enrich/deliver"
 	"github.com/whatchanged/whatchanged/sources/store"
 	"github.com/whatchanged/whatchanged/test/golden"
+	"github.com/whatchanged/whatchanged/test/redistest"
 )
 
 var t0 = time.Date(2026, 11, 21, 10, 14, 0, 0, time.UTC)
@@ -173,41 +171,10 @@ func TestThreadSurvivesRestart(t *testing.T) {
 	}
 }
 
-// startRedis runs Debian's redis-server on a free port for the test.
-func startRedis(t *testing.T) string {
-	t.Helper()
-	bin := os.Getenv("WHATCHANGED_REDIS_SERVER")
-	if bin == "" {
-		bin = "/usr/bin/redis-server"
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis-server (make test installs it): %v", err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	c := redis.NewClient(&redis.Options{Addr: addr})
-	defer c.Close()
-	for i := 0; i < 200; i++ {
-		if c.Ping(context.Background()).Err() == nil {
-			return addr
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal("redis-server did not answer")
-	return ""
-}
-
 // Alertmanager HA may call a different replica's whatchanged for the same
 // group: replicas sharing Redis keep one thread.
 func TestTwoReplicasShareThreadsInRedis(t *testing.T) {
-	addr := startRedis(t)
+	addr := redistest.Start(t).Addr
 	f := newFakeSlack(t)
 	replica := func() *Target {
 		c := redis.NewClient(&redis.Options{Addr: addr})
@@ -229,7 +196,7 @@ func TestTwoReplicasShareThreadsInRedis(t *testing.T) {
 // Both with the Redis threads and with the store-backed ones on a store
 // shared by both replicas (Redis through store.Redis in production).
 func TestConcurrentReplicasPostOneParent(t *testing.T) {
-	addr := startRedis(t)
+	addr := redistest.Start(t).Addr
 	shared, err := store.NewRedis(store.RedisConfig{Addr: addr, KeyPrefix: "claims-test:"})
 	if err != nil {
 		t.Fatal(err)
