@@ -56,6 +56,17 @@ type AppRepos interface {
 	RepoOfApp(app, namespace string) string
 }
 
+// CommitLookup is implemented by sources that can tell who wrote a commit
+// and what its message says (GitHub): the Argo CD source asks it when it
+// reads Application resources with no argocd-server to ask.
+type CommitLookup interface {
+	// CommitInfo returns the author and message of commit sha of repo (any
+	// form NormalizeRepo reads). A repository the source does not read, or
+	// a commit it does not know, is an empty answer, not an error; errors
+	// are passing (rate limited, unreachable) and worth asking again.
+	CommitInfo(ctx context.Context, repo, sha string) (author, message string, err error)
+}
+
 // ResolutionStep explains one piece of a resolution: which field got which
 // value, from where.
 type ResolutionStep struct {

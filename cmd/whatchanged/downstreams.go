@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -44,6 +45,9 @@ type SlackConfig struct {
 	// Redis shares thread state between replicas; without it the embedded
 	// store in data_dir keeps it.
 	Redis *RedisConfig `yaml:"redis"`
+	// Actions puts buttons on the parent message (silence, acknowledge,
+	// rollback and runbook links); off when absent.
+	Actions *SlackActionsConfig `yaml:"actions"`
 }
 
 type RedisConfig struct {
@@ -75,6 +79,7 @@ func (d *DownstreamConfig) finish(cfg *Config, p problems) {
 		if sl.Channel == "" {
 			p.bad("slack.channel", "required (the default channel)")
 		}
+		checkSeverity(sl.Severity, p.in("slack.severity"))
 		if sl.Redis != nil {
 			p.secret(&sl.Redis.Password, sl.Redis.PasswordFile, "slack.redis.password")
 			if sl.Redis.Addr == "" {
@@ -82,6 +87,9 @@ func (d *DownstreamConfig) finish(cfg *Config, p problems) {
 			}
 		} else if cfg.DataDir == "" && cfg.Redis == nil {
 			p.bad("slack", "thread state needs data_dir or redis")
+		}
+		if sl.Actions != nil {
+			sl.Actions.finish(p.in("slack.actions"))
 		}
 		if !d.URL.Empty() || d.URLFile != "" || d.HTTPConfig != nil {
 			p.bad("", "set url (with http_config) or slack, not both")
@@ -151,9 +159,16 @@ func (d DownstreamConfig) target(b *builder, name string) (deliver.Target, error
 		}
 		threads = &slack.BoltThreads{Store: st}
 	}
-	return slack.New(name, slack.Config{Token: sl.Token.Reveal(), APIURL: sl.APIURL, Channel: sl.Channel,
+	actions, err := sl.Actions.build(b, name)
+	if err != nil {
+		return nil, err
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	t := slack.New(name, slack.Config{Token: sl.Token.Reveal(), APIURL: sl.APIURL, Channel: sl.Channel,
 		Severity: sl.Severity, ReplyBroadcast: sl.ReplyBroadcast, ResolvedRetention: sl.ResolvedRetention,
-		AnnotationPrefix: b.cfg.Enrich.AnnotationPrefix}, threads, &http.Client{Timeout: 10 * time.Second}, b.log), nil
+		AnnotationPrefix: b.cfg.Enrich.AnnotationPrefix, Actions: actions}, threads, client, b.log)
+	sl.Actions.start(b, name, t)
+	return t, nil
 }
 
 // maxTimeout is the longest a delivery may take (two sends).
@@ -163,4 +178,36 @@ func (ds Downstreams) maxTimeout() time.Duration {
 		longest = max(longest, d.Timeout)
 	}
 	return 2 * longest
+}
+
+// checkSeverity names levels wherever they are configured: a typo in a
+// level name would otherwise rank its alerts as low and mention no one.
+func checkSeverity(s slack.Severity, p problems) {
+	known := slack.LevelNames()
+	unknown := fmt.Sprintf("not a level (known: %s)", strings.Join(known, ", "))
+	for _, name := range slices.Sorted(maps.Keys(s.Levels)) {
+		if !slices.Contains(known, name) {
+			p.bad("levels."+name, unknown)
+			continue
+		}
+		m := s.Levels[name].MentionWhen
+		if m == nil {
+			continue
+		}
+		pm := p.in("levels." + name + ".mention_when")
+		if m.Fired < 0 || m.Fired > slack.MaxFired {
+			pm.bad("fired", fmt.Sprintf("must be between 1 and %d (unset: 3)", slack.MaxFired))
+		}
+		if m.Within < 0 {
+			pm.bad("within", "must not be negative (unset: 1h)")
+		}
+		if m.RefiredWithin < 0 {
+			pm.bad("refired_within", "must not be negative (unset: 15m)")
+		}
+	}
+	for _, value := range slices.Sorted(maps.Keys(s.Aliases)) {
+		if !slices.Contains(known, strings.ToLower(s.Aliases[value])) {
+			p.bad("aliases."+value, fmt.Sprintf("%q is %s", s.Aliases[value], unknown))
+		}
+	}
 }

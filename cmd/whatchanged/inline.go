@@ -2,18 +2,29 @@ package main
 
 import (
 	"fmt"
+	"net"
+	"net/http"
 	"strings"
 	"time"
 
 	"github.com/whatchanged/whatchanged/enrich/deliver"
+	"github.com/whatchanged/whatchanged/enrich/server"
 )
 
 // InlineConfig is the inline Alertmanager proxy: Prometheus posts alerts to
 // whatchanged, which enriches them and forwards to every upstream.
 type InlineConfig struct {
-	Enabled    bool             `yaml:"enabled"`
-	PathPrefix string           `yaml:"path_prefix"`
-	Upstreams  []UpstreamConfig `yaml:"upstreams"`
+	Enabled    bool   `yaml:"enabled"`
+	PathPrefix string `yaml:"path_prefix"`
+	// Listen, when set, is a listener of its own that serves Alertmanager's
+	// paths only (every one but POST {path_prefix}/api/v2/alerts is
+	// proxied, /metrics and /-/reload included): point Prometheus and
+	// Alertmanager's users at it when whatchanged stands in for
+	// Alertmanager's host, and keep listen for whatchanged's own endpoints.
+	// Empty: the inline paths are served on listen, where whatchanged's own
+	// (/metrics, /-/…, /debug/…) shadow Alertmanager's.
+	Listen    string           `yaml:"listen"`
+	Upstreams []UpstreamConfig `yaml:"upstreams"`
 }
 
 // UpstreamConfig is one Alertmanager behind the inline proxy.
@@ -29,7 +40,7 @@ type UpstreamConfig struct {
 
 func (*InlineConfig) key() string { return "inline" }
 
-func (in *InlineConfig) finish(_ *Config, p problems) {
+func (in *InlineConfig) finish(c *Config, p problems) {
 	if !in.Enabled {
 		return
 	}
@@ -38,6 +49,13 @@ func (in *InlineConfig) finish(_ *Config, p problems) {
 	}
 	if in.PathPrefix != "" && !strings.HasPrefix(in.PathPrefix, "/") {
 		p.bad("path_prefix", "must start with /")
+	}
+	if in.Listen != "" {
+		if _, _, err := splitHostPort(in.Listen); err != nil {
+			p.bad("listen", err.Error())
+		} else if in.Listen == c.Listen {
+			p.bad("listen", fmt.Sprintf("%q is also the main listen address; use another port", in.Listen))
+		}
 	}
 	names := map[string]bool{}
 	for i := range in.Upstreams {
@@ -95,4 +113,20 @@ func (in InlineConfig) maxTimeout() time.Duration {
 		longest = max(longest, u.Timeout)
 	}
 	return 2 * longest
+}
+
+// serveInline starts the inline listener (inline.listen) when one is
+// configured, sending its end to errc; the caller shuts the returned
+// server down (nil: none).
+func serveInline(cfg Config, srv *server.Server, errc chan<- error) (*http.Server, error) {
+	if !cfg.Inline.Enabled || cfg.Inline.Listen == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", cfg.Inline.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("inline.listen: %w", err)
+	}
+	h := srv.InlineHTTPServer(cfg.Inline.Listen, writeTimeout(cfg))
+	go func() { errc <- h.Serve(ln) }()
+	return h, nil
 }

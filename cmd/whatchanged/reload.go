@@ -176,6 +176,7 @@ func restartOnly(old, cfg Config) []string {
 		"auth":               reflect.DeepEqual(old.Auth, cfg.Auth),
 		"inline.enabled":     old.Inline.Enabled == cfg.Inline.Enabled,
 		"inline.path_prefix": old.Inline.PathPrefix == cfg.Inline.PathPrefix,
+		"inline.listen":      old.Inline.Listen == cfg.Inline.Listen,
 	} {
 		if !same {
 			changed = append(changed, key)

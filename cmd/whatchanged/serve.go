@@ -117,7 +117,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			"prefix", cfg.Inline.PathPrefix, "upstreams", a.alertmanagers.Names())
 	}
 
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
+	inlineSrv, err := serveInline(cfg, srv, errc)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if inlineSrv != nil {
+		log.Info("inline listener: Alertmanager's paths only; whatchanged's own stay on listen", "addr", cfg.Inline.Listen)
+		defer inlineSrv.Close() // on an early return; a no-op after Shutdown
+	}
 	go func() { errc <- httpSrv.Serve(ln) }()
 	select {
 	case err := <-errc:
@@ -127,8 +136,17 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info("shutting down; finishing in-flight notifications", "grace", shutdownGrace)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
+	inlineDone := make(chan error, 1)
+	if inlineSrv != nil { // both finish their in-flight alerts within the grace
+		go func() { inlineDone <- inlineSrv.Shutdown(sctx) }()
+	} else {
+		inlineDone <- nil
+	}
 	if err := httpSrv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-inlineDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown of the inline listener: %w", err)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 
 	"k8s.io/client-go/dynamic"
 
+	"github.com/whatchanged/whatchanged/sources"
 	"github.com/whatchanged/whatchanged/sources/argocd"
 	"github.com/whatchanged/whatchanged/sources/kube"
 )
@@ -66,6 +67,20 @@ func (a *ArgoCDSourceConfig) buildAs(b *builder, name string) error {
 		}
 		dyn = clients.Dynamic
 	}
-	b.addSource(argocd.New(name, a.Config, &http.Client{Transport: rt}, dyn, b.log), a.Timeout)
+	cfg := a.Config
+	cfg.Commits = commitLookup(b)
+	b.addSource(argocd.New(name, cfg, &http.Client{Transport: rt}, dyn, b.log), a.Timeout)
+	return nil
+}
+
+// commitLookup is a source built before that tells commits' authors and
+// messages (GitHub: SourcesConfig.parts builds it before Argo CD, and the
+// clusters' Argo CDs come after every source), or nil.
+func commitLookup(b *builder) sources.CommitLookup {
+	for _, e := range b.a.entries {
+		if l, ok := e.Source.(sources.CommitLookup); ok {
+			return l
+		}
+	}
 	return nil
 }

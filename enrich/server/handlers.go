@@ -46,12 +46,13 @@ func (s *Server) webhook(c *gin.Context) {
 		fail(c, http.StatusBadRequest, err.Error())
 		return
 	}
+	log := s.d().Log.With(append(notificationAttrs(payload.GroupKey, payload.Receiver, len(payload.Alerts)), "route", route)...)
 	ectx, cancel := s.enrichContext(c)
 	took := s.d().Enricher.Annotate(ectx, payload.Alerts, nil)
 	cancel()
 	enriched, err := payload.Encode()
 	if err != nil { // cannot happen for decoded input; never lose the alert over it
-		s.d().Log.Error("encode enriched payload; sending the original", "err", err)
+		log.Error("encode enriched payload; sending the original", "err", err)
 		enriched = original
 	}
 
@@ -59,15 +60,14 @@ func (s *Server) webhook(c *gin.Context) {
 	res := target.Deliver(c.Request.Context(), enriched, original)
 	s.d().Metrics.delivered(route, res.Outcome, time.Since(start))
 
-	attrs := []any{"route", route, "groupKey", payload.GroupKey, "alerts", len(payload.Alerts),
-		"outcome", res.Outcome, "downstream_status", res.Status, "enrich_duration", took}
+	attrs := []any{"outcome", res.Outcome, "downstream_status", res.Status, "enrich_duration", took}
 	switch res.Outcome {
 	case deliver.Retry, deliver.Rejected:
-		s.d().Log.Warn("delivery failed; asking Alertmanager to retry", append(attrs, "err", res.Err)...)
+		log.Warn("delivery failed; asking Alertmanager to retry", append(attrs, "err", res.Err)...)
 	case deliver.Fallback:
-		s.d().Log.Warn("downstream rejected the enriched notification; delivered the original", append(attrs, "err", res.Err)...)
+		log.Warn("downstream rejected the enriched notification; delivered the original", append(attrs, "err", res.Err)...)
 	default:
-		s.d().Log.Debug("notification delivered", attrs...)
+		log.Debug("notification delivered", attrs...)
 	}
 	body := gin.H{"status": res.Outcome, "alerts": len(payload.Alerts)}
 	if res.Status != 0 {

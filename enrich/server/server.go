@@ -124,9 +124,13 @@ type Server struct {
 	cfg Config
 	// deps are replaced as a whole on a config reload; a request reads
 	// them once it is admitted and keeps what it read.
-	deps     atomic.Pointer[Deps]
-	proxy    atomic.Pointer[http.Handler] // inline mode: to the current upstreams
-	router   *gin.Engine
+	deps   atomic.Pointer[Deps]
+	proxy  atomic.Pointer[http.Handler] // inline mode: to the current upstreams
+	router *gin.Engine
+	// inline mode: the Alertmanager-only router (InlineHandler), and ours
+	// of firing alerts for their resolved posts.
+	inline   *gin.Engine
+	firing   *firingAnnotations
 	inflight *semaphore.Weighted
 }
 
@@ -186,6 +190,7 @@ func New(cfg Config, deps Deps) *Server {
 	r.POST("/-/reload", s.authenticateUnlessLoopback, s.reload)
 	r.POST("/webhook", s.authenticate, s.admit, s.webhook)
 	r.POST("/webhook/:route", s.authenticate, s.admit, s.webhook)
+	r.POST("/slack/actions", s.slackAction) // Slack's signature is its authentication
 
 	api := r.Group("/api/v1", s.authenticate)
 	api.POST("/changes", s.admit, s.recordChange)
@@ -205,29 +210,13 @@ func New(cfg Config, deps Deps) *Server {
 	}
 
 	if deps.Alertmanagers != nil {
-		prefix := "/" + strings.Trim(cfg.InlinePrefix, "/")
-		proxy := gin.WrapH(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*s.proxy.Load()).ServeHTTP(w, r) }))
-		alertsPath := strings.TrimSuffix(prefix, "/") + "/api/v2/alerts"
-		r.POST(alertsPath, s.authenticate, s.admit, s.inlineAlerts)
-		r.GET(alertsPath, s.authenticate, proxy) // alert queries (amtool alert query)
-		// Everything else Alertmanager serves (status, silences, UI) is
-		// proxied; whatchanged's own paths above take precedence.
-		r.HandleMethodNotAllowed = false
-		r.NoRoute(func(c *gin.Context) {
-			if ownPath(c.Request.URL.Path) { // another method on one of ours: never Alertmanager's
-				fail(c, http.StatusMethodNotAllowed, c.Request.Method+" is not allowed on "+c.Request.URL.Path)
-				return
-			}
-			if p := c.Request.URL.Path; prefix != "/" && p != prefix && !strings.HasPrefix(p, prefix+"/") {
-				fail(c, http.StatusNotFound, "no such endpoint: "+c.Request.Method+" "+c.Request.URL.Path)
-				return
-			}
-			s.authenticate(c)
-			if c.IsAborted() {
-				return
-			}
-			proxy(c)
-		})
+		s.firing = newFiringAnnotations(firingMemory)
+		// On the main listener whatchanged's own paths take precedence;
+		// InlineHandler serves Alertmanager's alone.
+		s.routeInline(r, true)
+		s.inline = gin.New()
+		s.inline.Use(s.recover, s.logRequests)
+		s.routeInline(s.inline, false)
 	}
 	return s
 }
@@ -243,6 +232,18 @@ func ownPath(p string) bool {
 
 // Handler is the http.Handler to serve.
 func (s *Server) Handler() http.Handler { return s.router }
+
+// InlineHandler, in inline mode (nil otherwise), serves Alertmanager's
+// paths only: POST {prefix}/api/v2/alerts is enriched and forwarded, every
+// other path, /metrics and /-/reload included, is Alertmanager's. Served on
+// a listener of its own, it shares a host with Alertmanager without
+// shadowing any of its paths.
+func (s *Server) InlineHandler() http.Handler {
+	if s.inline == nil {
+		return nil
+	}
+	return s.inline
+}
 
 // HTTPServer wraps the handler with timeouts: a slow client cannot hold a
 // connection, and writeTimeout covers the budget plus delivery.

@@ -43,6 +43,10 @@ var applicationsGVR = schema.GroupVersionResource{Group: "argoproj.io", Version:
 // fetched during the poll, so alerts find author and message in the cache.
 const metadataFor = 2
 
+// prefetchWithin: in Kubernetes mode with no argocd-server, the commits
+// of syncs this recent are read in the background (from GitHub).
+const prefetchWithin = time.Hour
+
 // cacheSize bounds the revision metadata and the missing apps remembered:
 // both are keyed by what alerts and syncs name, which never stops growing.
 // 10,000 revisions are the last two syncs of 5,000 apps.
@@ -140,6 +144,11 @@ func (s *Source) Start(ctx context.Context) error {
 	}
 	if s.cfg.Server != "" {
 		go s.poll(ctx)
+	} else if s.cfg.Commits != nil {
+		// No poll prefetches commit metadata: recent syncs' commits are
+		// read in the background, so alerts (and neighbours' syncs, which
+		// use only the cache) find them.
+		go sources.Every(ctx, s.cfg.Refresh, func() { s.prefetchCommits(ctx) })
 	}
 	s.started.Store(true)
 	return nil
@@ -234,12 +243,44 @@ func (s *Source) refresh(ctx context.Context) error {
 		for i := len(h) - 1; i >= 0 && i >= len(h)-metadataFor; i-- {
 			for idx, src := range h[i].sources(a) {
 				if revs := h[i].revs(); src.isGit() && idx < len(revs) {
-					s.revisionMetadata(ctx, a, revs[idx], idx, len(h[i].Revisions) > 0, true)
+					s.revisionMetadata(ctx, a, revs[idx], src.RepoURL, idx, len(h[i].Revisions) > 0, true)
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// prefetchCommits reads the commits of the newest syncs deployed within
+// prefetchWithin, once each (then cached). Older syncs' are read when an
+// alert asks about their app: at start, every app's history would cost
+// GitHub a request per app.
+func (s *Source) prefetchCommits(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Refresh)
+	defer cancel()
+	recent := s.now().Add(-prefetchWithin)
+	for _, apps := range s.apps().byName {
+		for _, a := range apps {
+			h := append([]revisionHistory(nil), a.Status.History...)
+			sort.Slice(h, func(i, j int) bool { return h[i].ID < h[j].ID })
+			for i := max(0, len(h)-metadataFor); i < len(h); i++ {
+				if ctx.Err() != nil {
+					return
+				}
+				if h[i].DeployedAt.Before(recent) {
+					continue
+				}
+				var prev []string
+				if i > 0 {
+					prev = h[i-1].revs()
+				}
+				srcs, revs := h[i].sources(a), h[i].revs()
+				if idx := changedGitSource(srcs, revs, prev); idx >= 0 {
+					s.revisionMetadata(ctx, a, revs[idx], srcs[idx].RepoURL, idx, len(h[i].Revisions) > 0, true)
+				}
+			}
+		}
+	}
 }
 
 // lookupAny finds the subject's app by any name it goes by, the qualified
@@ -456,7 +497,7 @@ func (s *Source) changesOf(ctx context.Context, a *application, q sources.Query,
 			// a query reaching back for the last deploy costs no request
 			// per old sync.
 			fetch := fetch && (i >= len(h)-metadataFor || !start.Before(q.Since))
-			if md, ok := s.revisionMetadata(ctx, a, revs[idx], idx, len(entry.Revisions) > 0, fetch); ok {
+			if md, ok := s.revisionMetadata(ctx, a, revs[idx], srcs[idx].RepoURL, idx, len(entry.Revisions) > 0, fetch); ok {
 				c.Author = authorName(md.Author)
 				line, _, _ := strings.Cut(strings.TrimSpace(md.Message), "\n")
 				c.Message = line
@@ -502,7 +543,7 @@ func (s *Source) changesOf(ctx context.Context, a *application, q sources.Query,
 			if idx < len(last) && last[idx] != revs[idx] {
 				c.CompareURL = sources.CompareURL(srcs[idx].RepoURL, last[idx], revs[idx])
 			}
-			if md, ok := s.revisionMetadata(ctx, a, revs[idx], idx, len(srcs) > 1, fetch); ok {
+			if md, ok := s.revisionMetadata(ctx, a, revs[idx], srcs[idx].RepoURL, idx, len(srcs) > 1, fetch); ok {
 				c.Author = authorName(md.Author)
 				line, _, _ := strings.Cut(strings.TrimSpace(md.Message), "\n")
 				if c.Status == sources.StatusFailed && op.Message != "" {
@@ -517,11 +558,13 @@ func (s *Source) changesOf(ctx context.Context, a *application, q sources.Query,
 }
 
 // revisionMetadata returns the commit metadata of one git source's
-// revision, cached (the least recently used dropped first); it asks
-// argocd-server only when REST is configured. multi: the app has several
-// sources, so the source is named by index.
-func (s *Source) revisionMetadata(ctx context.Context, a *application, rev string, sourceIndex int, multi, fetch bool) (revisionMetadata, bool) {
-	if rev == "" || s.cfg.Server == "" {
+// revision, cached (the least recently used dropped first). It asks
+// argocd-server when REST is configured, and the commit lookup (GitHub)
+// when there is no server or it has no metadata for the revision. multi:
+// the app has several sources, so the source is named by index. fetch:
+// ask when not cached (else only the cache is read).
+func (s *Source) revisionMetadata(ctx context.Context, a *application, rev, repoURL string, sourceIndex int, multi, fetch bool) (revisionMetadata, bool) {
+	if rev == "" || (s.cfg.Server == "" && s.cfg.Commits == nil) {
 		return revisionMetadata{}, false
 	}
 	key := fmt.Sprintf("%s/%s#%d@%s", a.Metadata.Namespace, a.Metadata.Name, sourceIndex, rev)
@@ -530,20 +573,18 @@ func (s *Source) revisionMetadata(ctx context.Context, a *application, rev strin
 		return md, ok && (md.Author != "" || md.Message != "")
 	}
 	v, err := s.shared(ctx, "md/"+key, func(ctx context.Context) (any, error) {
-		q := url.Values{}
-		if a.Metadata.Namespace != "" {
-			q.Set("appNamespace", a.Metadata.Namespace)
-		}
-		if multi {
-			q.Set("sourceIndex", strconv.Itoa(sourceIndex))
-		}
 		var md revisionMetadata
-		path := "/api/v1/applications/" + url.PathEscape(a.Metadata.Name) + "/revisions/" + url.PathEscape(rev) + "/metadata"
-		err := s.get(ctx, path, q, &md, "revision metadata of "+a.Metadata.Name)
-		if errors.Is(err, errNotFound) || errors.Is(err, errBadRequest) {
-			// A revision argocd-server has no metadata for (a Helm
-			// chart, a pruned commit) will not get any: remember that.
-			md, err = revisionMetadata{}, nil
+		var err error
+		if s.cfg.Server != "" {
+			md, err = s.serverMetadata(ctx, a, rev, sourceIndex, multi)
+		}
+		if md.Author == "" && md.Message == "" && s.cfg.Commits != nil && repoURL != "" {
+			author, message, cerr := s.cfg.Commits.CommitInfo(ctx, repoURL, rev)
+			if cerr == nil {
+				md, err = revisionMetadata{Author: author, Message: message}, nil
+			} else if err == nil {
+				err = cerr
+			}
 		}
 		if err != nil {
 			return nil, err
@@ -555,7 +596,28 @@ func (s *Source) revisionMetadata(ctx context.Context, a *application, rev strin
 		s.log.Debug("argocd revision metadata", "source", s.name, "app", a.Metadata.Name, "err", err)
 		return revisionMetadata{}, false
 	}
-	return v.(revisionMetadata), true
+	md = v.(revisionMetadata)
+	return md, md.Author != "" || md.Message != ""
+}
+
+// serverMetadata asks argocd-server for a revision's commit metadata; a
+// revision it has none for (a Helm chart, a pruned commit) will not get
+// any: an empty answer, remembered by the caller.
+func (s *Source) serverMetadata(ctx context.Context, a *application, rev string, sourceIndex int, multi bool) (revisionMetadata, error) {
+	q := url.Values{}
+	if a.Metadata.Namespace != "" {
+		q.Set("appNamespace", a.Metadata.Namespace)
+	}
+	if multi {
+		q.Set("sourceIndex", strconv.Itoa(sourceIndex))
+	}
+	var md revisionMetadata
+	path := "/api/v1/applications/" + url.PathEscape(a.Metadata.Name) + "/revisions/" + url.PathEscape(rev) + "/metadata"
+	err := s.get(ctx, path, q, &md, "revision metadata of "+a.Metadata.Name)
+	if errors.Is(err, errNotFound) || errors.Is(err, errBadRequest) {
+		return revisionMetadata{}, nil
+	}
+	return md, err
 }
 
 // changedGitSource is the index of the git source whose revision differs

@@ -54,7 +54,7 @@ func TestMetadataCacheIsBounded(t *testing.T) {
 	ctx := context.Background()
 	rev := func(i int) string { return fmt.Sprintf("%040x", i) }
 	for i := range 120 {
-		if md, ok := s.revisionMetadata(ctx, a, rev(i), 0, false, true); !ok || md.Message != "commit "+rev(i) {
+		if md, ok := s.revisionMetadata(ctx, a, rev(i), "", 0, false, true); !ok || md.Message != "commit "+rev(i) {
 			t.Fatalf("revision %d: %+v %v", i, md, ok)
 		}
 	}
@@ -62,11 +62,11 @@ func TestMetadataCacheIsBounded(t *testing.T) {
 		t.Errorf("%d revisions cached, want the bound (50)", n)
 	}
 	before := hits.Load()
-	s.revisionMetadata(ctx, a, rev(119), 0, false, true) // recent: cached
+	s.revisionMetadata(ctx, a, rev(119), "", 0, false, true) // recent: cached
 	if hits.Load() != before {
 		t.Error("a recent revision was asked for again")
 	}
-	s.revisionMetadata(ctx, a, rev(0), 0, false, true) // the oldest: dropped, asked again
+	s.revisionMetadata(ctx, a, rev(0), "", 0, false, true) // the oldest: dropped, asked again
 	if hits.Load() != before+1 {
 		t.Error("the oldest revision was still cached")
 	}
@@ -157,7 +157,7 @@ func BenchmarkBoundedState(b *testing.B) {
 		srv, _ := metadataServer(b)
 		s, a := metadataSource(srv)
 		for i := range revisions {
-			if _, ok := s.revisionMetadata(context.Background(), a, fmt.Sprintf("%040x", i), 0, false, true); !ok {
+			if _, ok := s.revisionMetadata(context.Background(), a, fmt.Sprintf("%040x", i), "", 0, false, true); !ok {
 				b.Fatalf("revision %d: no metadata", i)
 			}
 		}

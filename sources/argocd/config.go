@@ -3,6 +3,8 @@ package argocd
 import (
 	"net/url"
 	"time"
+
+	"github.com/whatchanged/whatchanged/sources"
 )
 
 // Config of the Argo CD source. Either or both modes.
@@ -30,6 +32,10 @@ type Config struct {
 	// Cluster binds the source to one cluster (clusters[].argocd): its
 	// apps deploy there unless Clusters says otherwise.
 	Cluster string `yaml:"-"`
+	// Commits tells a sync's commit author and message when argocd-server
+	// does not (Kubernetes mode only, or no metadata for a revision): the
+	// GitHub source, for repositories on its GitHub.
+	Commits sources.CommitLookup `yaml:"-"`
 }
 
 // KubernetesMode reads Application resources (Argo CD in the same

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,9 @@ type fakeGitHub struct {
 
 	mu        sync.Mutex
 	routes    map[string]string // "GET /repos/acme/api/releases" → JSON body
+	compares  map[string]pagedCompare
+	uris      map[string]int // path and query → requests
+	failPages bool           // when set: compare pages after the first answer 502
 	etags     map[string]string
 	hits      map[string]int // path → requests
 	full      int            // answered 200 (cost rate limit)
@@ -29,7 +33,7 @@ type fakeGitHub struct {
 }
 
 func newFakeGitHub(t testing.TB) *fakeGitHub {
-	f := &fakeGitHub{t: t, routes: map[string]string{}, etags: map[string]string{}, hits: map[string]int{}}
+	f := &fakeGitHub{t: t, routes: map[string]string{}, compares: map[string]pagedCompare{}, etags: map[string]string{}, hits: map[string]int{}, uris: map[string]int{}}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
@@ -59,6 +63,7 @@ func (f *fakeGitHub) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.hits[path]++
+	f.uris[path+"?"+r.URL.RawQuery]++
 	f.auth = append(f.auth, r.Header.Get("Authorization"))
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("X-GitHub-Api-Version-Selected", "2022-11-28")
@@ -76,6 +81,16 @@ func (f *fakeGitHub) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	key := r.Method + " " + path
 	body, ok := f.routes[key]
+	if pc, paged := f.compares[path]; paged && r.Method == http.MethodGet {
+		if p := r.URL.Query().Get("page"); f.failPages && p != "" && p != "1" {
+			w.WriteHeader(http.StatusBadGateway)
+			fmt.Fprint(w, `{"message":"Server Error"}`)
+			return
+		}
+		body, ok = f.comparePage(w, r, path, pc)
+		key += "?" + r.URL.RawQuery
+		f.etags[key] = fmt.Sprintf(`W/"%x"`, len(body)*7919+strings.Count(body, "a"))
+	}
 	if !ok {
 		if r.Method == http.MethodGet && strings.HasPrefix(path, "/repos/") {
 			w.WriteHeader(http.StatusNotFound)
@@ -145,4 +160,59 @@ func (f *fakeGitHub) serveRepo(owner, name string, t0 time.Time) {
 	f.set("GET", "/repos/"+repo+"/compare/1111111aaaaaaabbbbbbbcccccccdddddddeeeee...9f1c2e7a4b3d5e6f7a8b9c0d1e2f3a4b5c6d7e8f", fmt.Sprintf(`{
  "html_url":"https://ghe.example.com/%[1]s/compare/1111111...9f1c2e7","status":"ahead","ahead_by":3,"total_commits":3,
  "commits":[{"sha":"ccc3333","commit":{"message":"fix retry budget","author":{"name":"Alice"}},"author":{"login":"alice"}}]}`, repo))
+}
+
+// pagedCompare is a compare GitHub pages: commits oldest first.
+type pagedCompare struct {
+	htmlURL string
+	commits []string // JSON objects
+}
+
+// serveCompare serves a compare of many commits as GitHub does: without
+// paging parameters the newest 250; with page/per_page (per_page at most
+// 100) that page of the chronological list and a Link header with next,
+// last, first and prev.
+func (f *fakeGitHub) serveCompare(repo, base, head string, commits []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.compares["/repos/"+repo+"/compare/"+base+"..."+head] = pagedCompare{htmlURL: "https://ghe.example.com/" + repo + "/compare/" + base + "..." + head, commits: commits}
+}
+
+func (f *fakeGitHub) comparePage(w http.ResponseWriter, r *http.Request, path string, pc pagedCompare) (string, bool) {
+	q := r.URL.Query()
+	list := pc.commits
+	if q.Get("page") == "" && q.Get("per_page") == "" {
+		list = list[max(0, len(list)-250):]
+	} else {
+		page, perPage := 1, 30
+		if v, err := strconv.Atoi(q.Get("page")); err == nil && v > 0 {
+			page = v
+		}
+		if v, err := strconv.Atoi(q.Get("per_page")); err == nil && v > 0 {
+			perPage = min(v, 100)
+		}
+		last := max(1, (len(list)+perPage-1)/perPage)
+		link := func(p int, rel string) string {
+			return fmt.Sprintf(`<http://%s/api/v3%s?page=%d&per_page=%d>; rel=%q`, r.Host, path, p, perPage, rel)
+		}
+		var links []string
+		if page < last {
+			links = append(links, link(page+1, "next"), link(last, "last"))
+		}
+		if page > 1 {
+			links = append(links, link(1, "first"), link(page-1, "prev"))
+		}
+		if len(links) > 0 {
+			w.Header().Set("Link", strings.Join(links, ", "))
+		}
+		list = list[min(len(list), (page-1)*perPage):min(len(list), page*perPage)]
+	}
+	return fmt.Sprintf(`{"url":"https://ghe.example.com/api/v3%s","html_url":%q,"status":"ahead","ahead_by":%d,"behind_by":0,"total_commits":%d,"commits":[%s],"files":[]}`,
+		path, pc.htmlURL, len(pc.commits), len(pc.commits), strings.Join(list, ",")), true
+}
+
+// commitJSON is one commit as the compare and commit list APIs return it.
+func commitJSON(sha, login, name, message string, at time.Time) string {
+	return fmt.Sprintf(`{"sha":%q,"node_id":"C_kwDO","commit":{"author":{"name":%q,"email":"%s@example.com","date":%q},"committer":{"name":"GitHub","email":"noreply@github.com","date":%q},"message":%q},"author":{"login":%q,"id":1,"type":"User"},"parents":[]}`,
+		sha, name, login, at.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339), message, login)
 }

@@ -39,6 +39,14 @@ const (
 	statusesFor      = 3
 	maxCompareLines  = 5
 	maxCompareAuthor = 5
+	// A compare is read 100 commits a page (GitHub's largest per_page)
+	// and at most 3 pages: the first (it says how many pages there are)
+	// and the two newest. 300 commits name every author of all but the
+	// largest deploys; beyond, the summary says how many more. A compare
+	// is read once per new deploy (then cached), so the bound is 3
+	// requests per deploy out of 5,000 an hour.
+	comparePerPage  = 100
+	maxComparePages = 3
 	// fetchTimeout bounds the requests of one repository's refresh.
 	fetchTimeout = 30 * time.Second
 )
@@ -51,6 +59,7 @@ const (
 	maxRepos    = 1_000
 	maxCompares = 10_000
 	maxStored   = 5_000 // about five answers per repository refreshed
+	maxCommits  = 10_000
 )
 
 // Source is the GitHub source.
@@ -68,7 +77,11 @@ type Source struct {
 	repos  *lru.Cache[string, *repoState] // "owner/name" →
 	// compares between two fixed refs never change: cached until evicted.
 	compares *lru.Cache[string, compare]
+	// commits are immutable too: "owner/name@sha" → who wrote it and why.
+	commits *lru.Cache[string, commitInfo]
 }
+
+type commitInfo struct{ author, message string }
 
 type repoState struct {
 	lastAsked time.Time
@@ -79,9 +92,12 @@ type repoState struct {
 
 type compare struct {
 	url     string
-	commits int
-	authors []string
-	lines   []string
+	commits int // in the range: read or not
+	// unread commits were beyond maxComparePages; moreAuthors are the
+	// authors of the commits read beyond the maxCompareAuthor shown.
+	unread, moreAuthors int
+	authors             []string
+	lines               []string
 	// headAuthor wrote the newest commit of the range.
 	headAuthor string
 }
@@ -89,6 +105,8 @@ type compare struct {
 var (
 	_ sources.Source  = (*Source)(nil)
 	_ sources.Starter = (*Source)(nil)
+
+	_ sources.CommitLookup = (*Source)(nil)
 )
 
 // New builds the source and its client; it does no I/O. base carries the
@@ -118,8 +136,9 @@ func New(name string, cfg Config, base http.RoundTripper, log *slog.Logger) (*So
 	client.BaseURL = u
 	repos, _ := lru.New[string, *repoState](maxRepos) // fails only for a size ≤ 0
 	compares, _ := lru.New[string, compare](maxCompares)
+	commits, _ := lru.New[string, commitInfo](maxCommits)
 	return &Source{name: name, cfg: cfg, log: log, client: client, budget: budget, host: cfg.host(), now: time.Now,
-		repos: repos, compares: compares}, nil
+		repos: repos, compares: compares, commits: commits}, nil
 }
 
 // CacheSizes reports how many repositories, compares and stored answers
@@ -205,6 +224,56 @@ func (s *Source) Changes(ctx context.Context, q sources.Query) ([]sources.Change
 		return nil, err
 	}
 	return out, ctx.Err()
+}
+
+// CommitInfo is who wrote a commit of a repository on this source's host,
+// and its message: asked once per commit (commits never change), then
+// answered from cache. It reads the commit as the first entry of the
+// commit list from sha, not GET /commits/{sha}: the latter carries every
+// changed file's patch (megabytes for a large merge), which the ETag store
+// would keep. Like fetch, the request outlives a caller that gives up, so
+// a slow GitHub still fills the cache for the next alert.
+func (s *Source) CommitInfo(ctx context.Context, repo, sha string) (author, message string, err error) {
+	r, ok := s.ownerRepo(repo)
+	sha = strings.ToLower(sha)
+	if !ok || !sources.IsSHA(sha) { // a branch or tag moves: not cacheable, and not what a sync deployed
+		return "", "", nil
+	}
+	key := r + "@" + sha
+	if c, ok := s.commits.Get(key); ok {
+		return c.author, c.message, nil
+	}
+	ch := s.flight.DoChan("commit "+key, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+		defer cancel()
+		owner, name, _ := strings.Cut(r, "/")
+		list, _, err := s.client.Repositories.ListCommits(fctx, owner, name, &gh.CommitsListOptions{SHA: sha, ListOptions: gh.ListOptions{PerPage: 1}})
+		var info commitInfo
+		var er *gh.ErrorResponse
+		switch {
+		case errors.As(err, &er) && er.Response != nil &&
+			(er.Response.StatusCode == http.StatusNotFound || er.Response.StatusCode == http.StatusUnprocessableEntity):
+			// No such repository or commit (422: "No commit found for
+			// SHA"): it will not appear, remember the empty answer.
+		case err != nil:
+			return nil, s.describe(r, "read commit "+sha[:7], err)
+		case len(list) > 0 && strings.HasPrefix(list[0].GetSHA(), sha):
+			c := list[0]
+			info = commitInfo{author: cmp.Or(c.GetCommit().GetAuthor().GetName(), c.GetAuthor().GetLogin()), message: c.GetCommit().GetMessage()}
+		}
+		s.commits.Add(key, info)
+		return info, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return "", "", res.Err
+		}
+		info := res.Val.(commitInfo)
+		return info.author, info.message, nil
+	case <-ctx.Done():
+		return "", "", ctx.Err()
+	}
 }
 
 var errNotFound = errors.New("not found")
@@ -376,37 +445,16 @@ func (s *Source) attachCompare(ctx context.Context, repo string, c *sources.Chan
 	key := repo + "@" + base + "..." + head
 	cp, ok := s.compares.Get(key)
 	if !ok {
-		owner, name, _ := strings.Cut(repo, "/")
-		res, _, err := s.client.Repositories.CompareCommits(ctx, owner, name, base, head, &gh.ListOptions{PerPage: 100})
+		commits, total, htmlURL, complete, err := s.compareCommits(ctx, repo, base, head)
 		if err != nil {
-			s.log.Debug("github compare failed", "source", s.name, "repo", repo, "err", s.describe(repo, "compare", err))
+			s.log.Debug("github compare failed", "source", s.name, "repo", repo, "err", err)
 			return
 		}
-		cp = compare{url: res.GetHTMLURL(), commits: res.GetTotalCommits()}
-		// The newest commit a person wrote: release tooling commits last
-		// (a version bump), but did not write what is deployed.
-		for i := len(res.Commits) - 1; i >= 0 && cp.headAuthor == ""; i-- {
-			c := res.Commits[i]
-			if a := cmp.Or(c.GetCommit().GetAuthor().GetName(), c.GetAuthor().GetLogin()); !sources.IsBot(a) && !sources.IsBot(c.GetAuthor().GetLogin()) {
-				cp.headAuthor = a
-			}
+		cp = summarize(commits, total)
+		cp.url = htmlURL
+		if complete {
+			s.compares.Add(key, cp)
 		}
-		seen := map[string]bool{}
-		for _, commit := range res.Commits {
-			login := commit.GetAuthor().GetLogin()
-			if login == "" {
-				login = commit.GetCommit().GetAuthor().GetName()
-			}
-			if login != "" && !seen[login] && len(cp.authors) < maxCompareAuthor {
-				seen[login] = true
-				cp.authors = append(cp.authors, login)
-			}
-		}
-		for i := len(res.Commits) - 1; i >= 0 && len(cp.lines) < maxCompareLines; i-- { // newest first
-			line, _, _ := strings.Cut(res.Commits[i].GetCommit().GetMessage(), "\n")
-			cp.lines = append(cp.lines, sources.Truncate(line, 100))
-		}
-		s.compares.Add(key, cp)
 	}
 	c.CompareURL = cp.url
 	if c.Author == "" || sources.IsBot(c.Author) {
@@ -414,14 +462,99 @@ func (s *Source) attachCompare(ctx context.Context, repo string, c *sources.Chan
 	}
 	if cp.commits > 0 {
 		summary := fmt.Sprintf("%d commit(s) by %s", cp.commits, strings.Join(cp.authors, ", "))
+		// The commits not read may have other authors.
+		switch {
+		case cp.moreAuthors > 0 && cp.unread > 0:
+			summary += fmt.Sprintf(" and at least %d more", cp.moreAuthors)
+		case cp.moreAuthors > 0:
+			summary += fmt.Sprintf(" and %d more", cp.moreAuthors)
+		case cp.unread > 0:
+			summary += " and maybe others"
+		}
 		if len(cp.lines) > 0 {
 			summary += ": " + strings.Join(cp.lines, "; ")
+			if more := cp.commits - len(cp.lines); more > 0 {
+				summary += fmt.Sprintf(" and %d more", more)
+			}
 		}
 		if c.Message != "" {
 			summary = c.Message + " — " + summary
 		}
 		c.Message = summary
 	}
+}
+
+// compareCommits reads a compare's commits, oldest first, within
+// maxComparePages pages. GitHub pages a compare in chronological order, so
+// the newest commits — what is deployed, the head author, the lines shown
+// — are on the last page: after the first page (which says how many there
+// are), the last pages are read, going back. complete is false when a
+// later page failed (the answer is then not cached, and asked again at the
+// next refresh; the pages read are ETag-stored and cost nothing then).
+func (s *Source) compareCommits(ctx context.Context, repo, base, head string) (commits []*gh.RepositoryCommit, total int, htmlURL string, complete bool, err error) {
+	owner, name, _ := strings.Cut(repo, "/")
+	res, resp, err := s.client.Repositories.CompareCommits(ctx, owner, name, base, head, &gh.ListOptions{PerPage: comparePerPage})
+	if err != nil {
+		return nil, 0, "", false, s.describe(repo, "compare", err)
+	}
+	total, htmlURL = res.GetTotalCommits(), res.GetHTMLURL()
+	last := resp.LastPage // from the Link header
+	if last == 0 && total > comparePerPage {
+		last = (total + comparePerPage - 1) / comparePerPage
+	}
+	var newer [][]*gh.RepositoryCommit // the last pages, newest first
+	for page := last; page > 1 && 1+len(newer) < maxComparePages; page-- {
+		more, _, err := s.client.Repositories.CompareCommits(ctx, owner, name, base, head, &gh.ListOptions{Page: page, PerPage: comparePerPage})
+		if err != nil {
+			s.log.Debug("github compare page failed", "source", s.name, "repo", repo, "page", page, "err", s.describe(repo, "compare", err))
+			return append(res.Commits, flatten(newer)...), total, htmlURL, false, nil
+		}
+		newer = append([][]*gh.RepositoryCommit{more.Commits}, newer...)
+	}
+	return append(res.Commits, flatten(newer)...), total, htmlURL, true, nil
+}
+
+func flatten(pages [][]*gh.RepositoryCommit) []*gh.RepositoryCommit {
+	var out []*gh.RepositoryCommit
+	for _, p := range pages {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// summarize a compare's commits (oldest first; total of which may be more
+// than were read).
+func summarize(commits []*gh.RepositoryCommit, total int) compare {
+	cp := compare{commits: max(total, len(commits)), unread: max(total-len(commits), 0)}
+	// The newest commit a person wrote: release tooling commits last
+	// (a version bump), but did not write what is deployed.
+	for i := len(commits) - 1; i >= 0 && cp.headAuthor == ""; i-- {
+		c := commits[i]
+		if a := cmp.Or(c.GetCommit().GetAuthor().GetName(), c.GetAuthor().GetLogin()); !sources.IsBot(a) && !sources.IsBot(c.GetAuthor().GetLogin()) {
+			cp.headAuthor = a
+		}
+	}
+	seen := map[string]bool{}
+	for _, commit := range commits {
+		login := commit.GetAuthor().GetLogin()
+		if login == "" {
+			login = commit.GetCommit().GetAuthor().GetName()
+		}
+		if login == "" || seen[login] {
+			continue
+		}
+		seen[login] = true
+		if len(cp.authors) < maxCompareAuthor {
+			cp.authors = append(cp.authors, login)
+		} else {
+			cp.moreAuthors++
+		}
+	}
+	for i := len(commits) - 1; i >= 0 && len(cp.lines) < maxCompareLines; i-- { // newest first
+		line, _, _ := strings.Cut(commits[i].GetCommit().GetMessage(), "\n")
+		cp.lines = append(cp.lines, sources.Truncate(line, 100))
+	}
+	return cp
 }
 
 // describe turns a client error into a sentence a user can act on.

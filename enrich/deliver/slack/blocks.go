@@ -69,12 +69,17 @@ func text(s string) *slack.TextBlockObject {
 }
 
 // parentBlocks: what changed first, then the alerts; mentions only here.
-func parentBlocks(g group, prefix string, mentions []string, now time.Time) []slack.Block {
+// note is how the group fired lately ("3rd time in 40m"), "" for none: it
+// says why a rule (MentionWhen) mentioned or not yet.
+func parentBlocks(g group, prefix string, mentions []string, now time.Time, note string) []slack.Block {
 	firing := g.firing()
 	var blocks []slack.Block
 	head := fmt.Sprintf(":red_circle: *[FIRING:%d] %s*", len(firing), g.title())
 	if g.Status == "resolved" {
 		head = fmt.Sprintf(":white_check_mark: *[RESOLVED] %s*", g.title())
+	}
+	if note != "" {
+		head += " — " + note
 	}
 	if len(mentions) > 0 {
 		head += "  " + strings.Join(mentions, " ")
@@ -94,11 +99,17 @@ func resolvedParent(g group, prefix string, started, resolved time.Time) []slack
 	return bound(blocks)
 }
 
-// replyBlocks: a repeat or new alerts in the thread (mentions only on escalation).
-func replyBlocks(g group, mentions []string) []slack.Block {
+// replyBlocks: a repeat or new alerts in the thread (mentions only on
+// escalation, or when a rule's situation is reached: then note says it).
+func replyBlocks(g group, mentions []string, note string) []slack.Block {
 	head := fmt.Sprintf(":repeat: still firing: %d alert(s)", len(g.firing()))
-	if len(mentions) > 0 {
+	switch {
+	case len(mentions) > 0 && note != "":
+		head = fmt.Sprintf(":bell: %s  %s — %d alert(s) firing", note, strings.Join(mentions, " "), len(g.firing()))
+	case len(mentions) > 0:
 		head = fmt.Sprintf(":arrow_double_up: escalated  %s — %d alert(s) firing", strings.Join(mentions, " "), len(g.firing()))
+	case note != "":
+		head += " — " + note
 	}
 	blocks := []slack.Block{slack.NewSectionBlock(text(head), nil, nil)}
 	return bound(append(blocks, alertBlocks(g.firing(), 1)...))
@@ -113,7 +124,7 @@ func resolvedReply(started, resolved time.Time) []slack.Block {
 func changeBlocks(g group, prefix string) []slack.Block {
 	var blocks []slack.Block
 	if s := g.annotation(prefix + "suspect"); s != "" {
-		line := ":rotating_light: *Changed just before:* " + s
+		line := suspectLead + s
 		if links := g.annotation(prefix + "links"); links != "" {
 			var parts []string
 			for _, l := range strings.Split(links, "\n") {

@@ -1,7 +1,8 @@
 // Package slack delivers notifications to Slack itself (Slack does not take
 // Alertmanager's webhook JSON): one thread per alert group, the parent
 // edited when the group resolves, mentions by severity only on the parent
-// and on escalation, and the deploy suspect up front.
+// and on escalation (held back, where a level says so, until the group keeps
+// firing or fires again soon after resolving), and the deploy suspect up front.
 package slack
 
 import (
@@ -19,6 +20,7 @@ import (
 
 	"github.com/whatchanged/whatchanged/enrich"
 	"github.com/whatchanged/whatchanged/enrich/deliver"
+	"github.com/whatchanged/whatchanged/sources"
 )
 
 // Config of a Slack target.
@@ -30,6 +32,7 @@ type Config struct {
 	ReplyBroadcast    bool          // escalation replies also show in the channel
 	ResolvedRetention time.Duration // keep a resolved group's thread this long (a re-fire after it starts a new parent)
 	AnnotationPrefix  string
+	Actions           *ActionsConfig // buttons on the parent; nil: none
 }
 
 // Target is one Slack destination.
@@ -80,16 +83,17 @@ func (t *Target) Deliver(ctx context.Context, enriched, _ []byte) deliver.Result
 	if err != nil {
 		return deliver.Result{Outcome: deliver.Rejected, Err: fmt.Errorf("slack %s: %w", t.name, err)}
 	}
-	level, lvl := t.cfg.Severity.level(g.severity(t.cfg.Severity.Label), t.cfg.Channel)
+	level, lvl := t.cfg.Severity.level(g.severity(t.cfg.Severity), t.cfg.Channel)
 	if lvl.Channel == "" {
 		return deliver.Result{Outcome: deliver.Rejected, Err: fmt.Errorf("slack %s: no channel configured for this severity", t.name)}
 	}
 	key := lvl.Channel + "|" + g.GroupKey
 	th, known, err := t.threads.Get(ctx, key)
 	if err != nil { // degrade to a new parent, never to a lost notification
-		t.log.Warn("slack thread store unavailable; posting a new parent", "target", t.name, "err", err)
+		t.log.Warn("slack thread store unavailable; posting a new parent", "target", t.name, "groupKey", g.GroupKey, "alerts", len(g.Alerts), "err", err)
 		known = false
 	}
+	storeDown := err != nil // nothing to count the firings with
 	now := t.now()
 	if g.Status == "firing" && (!known || !th.Firing) {
 		// A new episode: one replica posts its parent; another that got
@@ -102,19 +106,32 @@ func (t *Target) Deliver(ctx context.Context, enriched, _ []byte) deliver.Result
 	}
 	switch {
 	case g.Status == "firing" && (!known || !th.Firing):
-		ts, err := t.post(ctx, lvl.Channel, "", false, parentBlocks(g.group, t.cfg.AnnotationPrefix, lvl.Mention, now), g.fallback())
+		var prev []time.Time // a resolved episode's firings count for this one
+		if known {
+			prev = th.Firings
+		}
+		sit := situation{firings: fired(prev, now, t.cfg.Severity.window()), unknown: storeDown,
+			refired: known && !th.ResolvedAt.IsZero(), after: now.Sub(th.ResolvedAt)}
+		due, note := lvl.mentions(sit, now)
+		mentions, mentioned := []string(nil), -1
+		if due {
+			mentions, mentioned = lvl.Mention, level
+		}
+		ts, err := t.post(ctx, lvl.Channel, "", false, t.withActions(g, parentBlocks(g.group, t.cfg.AnnotationPrefix, mentions, now, note)), g.fallback())
 		if err != nil {
 			return t.failed(err)
 		}
-		t.save(ctx, key, Thread{Channel: lvl.Channel, TS: ts, Firing: true, Level: level, StartedAt: g.StartsAt}, firingKeep)
+		t.save(ctx, key, Thread{Channel: lvl.Channel, TS: ts, Firing: true, Level: mentioned, StartedAt: g.StartsAt, Firings: sit.firings}, firingKeep)
 	case g.Status == "firing":
+		th.Firings = fired(th.Firings, now, t.cfg.Severity.window())
+		due, note := lvl.mentions(situation{firings: th.Firings}, now)
 		var mentions []string
-		escalated := level > th.Level
-		if escalated {
+		mentioning := level > th.Level && due // an escalation, or a rule's situation reached
+		if mentioning {
 			mentions = lvl.Mention
 			th.Level = level
 		}
-		if _, err := t.post(ctx, th.Channel, th.TS, escalated && t.cfg.ReplyBroadcast, replyBlocks(g.group, mentions), g.fallback()); err != nil {
+		if _, err := t.post(ctx, th.Channel, th.TS, mentioning && t.cfg.ReplyBroadcast, replyBlocks(g.group, mentions, note), g.fallback()); err != nil {
 			return t.failed(err)
 		}
 		t.save(ctx, key, th, firingKeep)
@@ -193,19 +210,68 @@ func (t *Target) post(ctx context.Context, channel, threadTS string, broadcast b
 		}
 	}
 	var ts string
-	err := t.withRetry(ctx, channel, func() error {
-		var err error
-		_, ts, err = t.api.PostMessageContext(ctx, channel, opts...)
-		return err
+	err := t.shortenOnRefusal(channel, blocks, func(blocks []slack.Block) error {
+		opts[0] = slack.MsgOptionBlocks(blocks...)
+		return t.withRetry(ctx, channel, func() error {
+			var err error
+			_, ts, err = t.api.PostMessageContext(ctx, channel, opts...)
+			return err
+		})
 	})
 	return ts, err
 }
 
 func (t *Target) update(ctx context.Context, channel, ts string, blocks []slack.Block, fallback string) error {
-	return t.withRetry(ctx, channel, func() error {
-		_, _, _, err := t.api.UpdateMessageContext(ctx, channel, ts, slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(fallback, false))
-		return err
+	return t.shortenOnRefusal(channel, blocks, func(blocks []slack.Block) error {
+		return t.withRetry(ctx, channel, func() error {
+			_, _, _, err := t.api.UpdateMessageContext(ctx, channel, ts, slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(fallback, false))
+			return err
+		})
 	})
+}
+
+// refusedBlocks are Slack's refusals of a message's blocks: too long, or
+// something in them it will not render. Sending the same again cannot pass.
+var refusedBlocks = map[string]bool{"msg_blocks_too_long": true, "invalid_blocks": true}
+
+// shortenOnRefusal sends blocks, and once more shortened when Slack refuses
+// them: the head and the suspect beat no message at all.
+func (t *Target) shortenOnRefusal(channel string, blocks []slack.Block, send func([]slack.Block) error) error {
+	err := send(blocks)
+	var se slack.SlackErrorResponse
+	if !errors.As(err, &se) || !refusedBlocks[se.Err] {
+		return err
+	}
+	t.log.Warn("slack refused the message's blocks; sending it shortened", "target", t.name, "channel", channel, "error", se.Err)
+	return send(shortened(blocks, se.Err))
+}
+
+// suspectLead starts the section naming the suspect (changeBlocks).
+const suspectLead = ":rotating_light: *Changed just before:* "
+
+// shortText bounds each section of a shortened message.
+const shortText = 1000
+
+// shortened is the message sent instead of one Slack refused: its head
+// (the first section) and the suspect without its links, each cut short,
+// and a note that it was shortened. The fallback text goes as it was.
+func shortened(blocks []slack.Block, code string) []slack.Block {
+	var out []slack.Block
+	for i, b := range blocks {
+		s, ok := b.(*slack.SectionBlock)
+		if !ok || s.Text == nil {
+			continue
+		}
+		body := s.Text.Text
+		if i > 0 {
+			if !strings.HasPrefix(body, suspectLead) {
+				continue
+			}
+			body, _, _ = strings.Cut(body, "\n") // the links: possibly what Slack refused
+		}
+		out = append(out, slack.NewSectionBlock(text(sources.Truncate(body, shortText)), nil, nil))
+	}
+	return append(out, slack.NewContextBlock("", text(fmt.Sprintf("_message shortened: Slack refused the full one (%s)_", code))))
 }
 
 // withRetry waits for the channel's limiter and honours one 429 Retry-After
@@ -241,6 +307,10 @@ var permanent = map[string]string{
 	"token_revoked":     "the bot token was revoked",
 	"missing_scope":     "the bot token lacks chat:write",
 	"is_archived":       "the channel is archived",
+	// Refused a second time, shortened (shortenOnRefusal): retrying sends
+	// the same again.
+	"msg_blocks_too_long": "Slack refused the message as too long, even shortened",
+	"invalid_blocks":      "Slack refused the message's blocks, even shortened",
 }
 
 func (t *Target) failed(err error) deliver.Result {
@@ -273,17 +343,17 @@ type notification struct {
 	GroupKey string
 }
 
-func (n notification) severity(label string) string {
-	if v := n.CommonLabels[label]; v != "" {
+// severity is the group's severity value: the common one, else the worst
+// firing alert's as s ranks it (its aliases count: P1 → critical).
+func (n notification) severity(s Severity) string {
+	if v := n.CommonLabels[s.Label]; v != "" {
 		return v
 	}
-	best := ""
-	for _, a := range n.firing() { // the worst firing alert's severity
-		if v := a.Labels[label]; v != "" {
-			if lv, _ := (Severity{}).level(v, ""); best == "" {
-				best = v
-			} else if lb, _ := (Severity{}).level(best, ""); lv > lb {
-				best = v
+	best, bestLevel := "", -1
+	for _, a := range n.firing() {
+		if v := a.Labels[s.Label]; v != "" {
+			if lv, _ := s.level(v, ""); lv > bestLevel {
+				best, bestLevel = v, lv
 			}
 		}
 	}

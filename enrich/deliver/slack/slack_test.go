@@ -78,33 +78,33 @@ func TestBlocksGolden(t *testing.T) {
 	tests := map[string]func() any{
 		"firing-suspect": func() any {
 			g, _ := decodeGroup(payload("firing", "high", 3, true))
-			return parentBlocks(g.group, "whatchanged_", []string{"<!subteam^S0NCALL>"}, t0)
+			return parentBlocks(g.group, "whatchanged_", []string{"<!subteam^S0NCALL>"}, t0, "")
 		},
 		"firing-120-alerts": func() any {
 			g, _ := decodeGroup(payload("firing", "medium", 120, true))
-			return parentBlocks(g.group, "whatchanged_", nil, t0)
+			return parentBlocks(g.group, "whatchanged_", nil, t0, "")
 		},
 		"resolve": func() any { return resolvedParent(resolvedG.group, "whatchanged_", t0, t0.Add(42*time.Minute)) },
 		"refire-reply": func() any {
 			g, _ := decodeGroup(payload("firing", "high", 2, true))
-			return replyBlocks(g.group, nil)
+			return replyBlocks(g.group, nil, "")
 		},
 		"critical-mentions": func() any {
 			g, _ := decodeGroup(payload("firing", "critical", 1, true))
 			_, lvl := (Severity{OnCall: "<!subteam^S0NCALL>"}).level("page", "#alerts")
-			return parentBlocks(g.group, "whatchanged_", lvl.Mention, t0)
+			return parentBlocks(g.group, "whatchanged_", lvl.Mention, t0, "")
 		},
 		"no-suspect-timeline": func() any {
 			// Changes but no suspect: the timeline link under the summary.
 			g, _ := decodeGroup(payload("firing", "warning", 1, false))
 			g.group.Alerts[0].Annotations["whatchanged_summary"] = "deploy of shop/web web:3.0.0, 5h before the alert started [changes]"
 			g.group.Alerts[0].Annotations["whatchanged_timeline_url"] = timelineURL
-			return parentBlocks(g.group, "whatchanged_", nil, t0)
+			return parentBlocks(g.group, "whatchanged_", nil, t0, "")
 		},
 		"low-no-mention": func() any {
 			g, _ := decodeGroup(payload("firing", "info", 1, false))
 			_, lvl := (Severity{OnCall: "<!subteam^S0NCALL>"}).level("info", "#alerts")
-			return parentBlocks(g.group, "whatchanged_", lvl.Mention, t0)
+			return parentBlocks(g.group, "whatchanged_", lvl.Mention, t0, "")
 		},
 	}
 	for name, render := range tests {

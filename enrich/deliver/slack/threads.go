@@ -18,10 +18,30 @@ type Thread struct {
 	Channel    string    `json:"channel"`
 	TS         string    `json:"ts"` // the parent message
 	Firing     bool      `json:"firing"`
-	Level      int       `json:"level"` // highest severity level mentioned so far
+	Level      int       `json:"level"` // highest severity level mentioned so far; -1: none yet (a rule held them back)
 	StartedAt  time.Time `json:"startedAt"`
 	ResolvedAt time.Time `json:"resolvedAt,omitzero"`
 	ExpiresAt  time.Time `json:"expiresAt,omitzero"`
+	// Firings are the times of the group's firing notifications within the
+	// longest mention window, carried from one episode to the next so that
+	// a flapping alert counts (MentionWhen).
+	Firings []time.Time `json:"firings,omitempty"`
+}
+
+// fired adds a firing at now to the recent ones, dropping those older than
+// window and keeping at most MaxFired.
+func fired(prev []time.Time, now time.Time, window time.Duration) []time.Time {
+	var out []time.Time
+	for _, f := range prev {
+		if !f.Before(now.Add(-window)) {
+			out = append(out, f)
+		}
+	}
+	out = append(out, now)
+	if len(out) > MaxFired {
+		out = out[len(out)-MaxFired:]
+	}
+	return out
 }
 
 // Threads keeps groupKey → Thread. Losing an entry only means the next
