@@ -87,6 +87,18 @@ func (f *githubFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			ghError(w, http.StatusNotFound, "Not Found")
 			return
 		}
+	case tail == "commits" && r.URL.Query().Get("sha") != "":
+		// The commit a sync deployed (Argo CD read without argocd-server
+		// metadata): GitHub lists the history from that SHA; this fake
+		// knows the commits of its compares, and answers an unknown SHA as
+		// GitHub does.
+		sha := r.URL.Query().Get("sha")
+		c, ok := f.commit(owner, name, repo, sha)
+		if !ok && found {
+			ghError(w, http.StatusNotFound, "No commit found for SHA: "+sha)
+			return
+		}
+		body = []any{c}
 	case strings.HasPrefix(tail, "compare/"):
 		var ok bool
 		if body, ok = f.compare(owner, name, repo, strings.TrimPrefix(tail, "compare/")); !ok && found {
@@ -276,6 +288,19 @@ func (f *githubFake) statuses(owner, name string, repo GitHubRepo, id int64) ([]
 			})
 		}
 		return out, true
+	}
+	return nil, false
+}
+
+// commit is a commit of the repository's compares, as GitHub lists it.
+func (f *githubFake) commit(owner, name string, repo GitHubRepo, sha string) (map[string]any, bool) {
+	for basehead := range repo.Compares {
+		cmp, _ := f.compare(owner, name, repo, basehead)
+		for _, c := range cmp["commits"].([]any) {
+			if m := c.(map[string]any); strings.HasPrefix(m["sha"].(string), sha) || strings.HasPrefix(sha, m["sha"].(string)) {
+				return m, true
+			}
+		}
 	}
 	return nil, false
 }
