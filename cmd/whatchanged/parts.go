@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/whatchanged/whatchanged/enrich"
 	"github.com/whatchanged/whatchanged/sources"
@@ -98,6 +99,7 @@ func (b *builder) store() (store.Store, error) {
 		var err error
 		switch {
 		case b.cfg.Redis != nil:
+			redis.SetLogger(redisLog{b.log}) // process-wide: the client has no per-client logger
 			st, err = store.NewRedis(*b.cfg.Redis)
 		case b.cfg.DataDir == "":
 			return nil, errors.New("data_dir (or redis) is required for the state store")

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,4 +48,13 @@ func credentialIdentity(c HTTPConfig, app GitHubAppConfig) string {
 	}
 	parts = append(parts, string(c.BearerToken), c.BearerTokenFile)
 	return strings.Join(parts, "\x00")
+}
+
+// redisLog sends the Redis client's own messages (dial failures while Redis
+// is down) to the service's log instead of stderr. They name addresses,
+// never credentials.
+type redisLog struct{ log *slog.Logger }
+
+func (r redisLog) Printf(_ context.Context, format string, v ...any) {
+	r.log.Warn("redis client", "msg", fmt.Sprintf(format, v...))
 }
