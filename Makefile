@@ -71,7 +71,8 @@ check:
 
 ## unit: the packages outside test/ (no built tools; the Slack tests start Debian's redis-server).
 unit:
-	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/)
+	@$(MAKE) -s $(REDIS_SERVER) $(CHROMIUM)
+	$(TEST_ENV) $(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/)
 
 e2e: tools
 	$(TEST_ENV) $(GO) test -count=1 -v ./test/e2e/
