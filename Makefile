@@ -53,13 +53,13 @@ build:
 
 ## run: start whatchanged on the embedded default (127.0.0.1:8080, no cluster, no downstream).
 run:
-	@echo "make run: compiling whatchanged into bin/ (about 4 minutes on a fresh machine, downloads included; 3 seconds warm), then serving on 127.0.0.1:8080"
+	@echo "make run: compiling whatchanged into bin/ (about 2 minutes on a fresh machine, downloads included; 3 seconds warm), then serving on 127.0.0.1:8080"
 	@CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/whatchanged ./cmd/whatchanged
 	bin/whatchanged serve $(ARGS)
 
 ## test: every test — unit, golden, fuzz seeds, and end to end against a real Alertmanager.
 test: tools check
-	@echo "make test: running every package with -race (about 8 minutes on a cold Go cache, 2 minutes warm)"
+	@echo "make test: running every package with -race (about 10 minutes on a cold Go cache, 4 minutes warm)"
 	$(TEST_ENV) $(GO) test -race -count=1 ./...
 
 check:

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/whatchanged/whatchanged/sources/argocd"
+	"github.com/whatchanged/whatchanged/test/proctest"
 )
 
 // hungArgoCD is an argocd-server that accepts connections and never
@@ -89,7 +89,7 @@ func TestHungSourceGoesDownAnswersAtOnceAndComesBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	const budget = 500 * time.Millisecond
-	var logged syncBuffer
+	var logged proctest.Log
 	e := New(Options{Budget: budget}, r, []SourceEntry{{Source: hung.source()}}, m).WithLog(slog.New(slog.NewTextHandler(&logged, nil)))
 	e.now = func() time.Time { return t0 } // 10:14 UTC
 	t.Cleanup(e.StopProbes)
@@ -159,24 +159,6 @@ func TestHungSourceGoesDownAnswersAtOnceAndComesBack(t *testing.T) {
 	if l := logged.String(); strings.Count(l, "source not answering") != 1 || strings.Count(l, "source answers again") != 1 {
 		t.Errorf("log:\n%s", l)
 	}
-}
-
-// syncBuffer is a bytes.Buffer the probe goroutine and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // A timeout reads the same whichever deadline struck and however the

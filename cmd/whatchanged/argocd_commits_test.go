@@ -7,12 +7,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/whatchanged/whatchanged/enrich"
+	"github.com/whatchanged/whatchanged/test/proctest"
 )
 
 // Wired: with the GitHub and Argo CD sources both on, a sync whose commit
@@ -88,7 +88,7 @@ sources:
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuilder
+	var logs proctest.Log
 	a, err := build(cfg, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), false)
 	if err != nil {
 		t.Fatal(err)
@@ -118,22 +118,4 @@ sources:
 	if l := logs.String(); strings.Contains(l, "MARKER") {
 		t.Errorf("a token shows in the log:\n%s", l)
 	}
-}
-
-// syncBuilder is a log sink sources may write to from their goroutines.
-type syncBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuilder) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuilder) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

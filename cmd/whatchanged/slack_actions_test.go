@@ -6,9 +6,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/whatchanged/whatchanged/test/proctest"
 )
 
 func TestSlackActionsConfig(t *testing.T) {
@@ -41,7 +42,7 @@ func TestSlackActionsConfig(t *testing.T) {
 
 	// Built for serving, it does not log the secrets either (Socket Mode
 	// starts; the app is closed at once).
-	var logs lockedLog
+	var logs proctest.Log
 	a2, err := buildFrom(cfg, slog.New(slog.NewTextHandler(&logs, nil)), true, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -77,22 +78,4 @@ func TestSlackActionsConfig(t *testing.T) {
 			t.Errorf("a secret in the error: %v", err)
 		}
 	}
-}
-
-// lockedLog is a log sink written by background goroutines.
-type lockedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

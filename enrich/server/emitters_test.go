@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +20,7 @@ import (
 	"github.com/whatchanged/whatchanged/enrich/deliver"
 	"github.com/whatchanged/whatchanged/sources/changes"
 	"github.com/whatchanged/whatchanged/sources/store/storetest"
+	"github.com/whatchanged/whatchanged/test/proctest"
 )
 
 const (
@@ -30,29 +29,11 @@ const (
 	senderSource = "../../sources/changes/testdata/senders/"
 )
 
-// lockedBuffer collects the server's log for a look at what it says.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // newSenderEnv runs the real server with bearer auth and the real
 // pushed-changes source, whose LaunchDarkly webhooks are signed.
-func newSenderEnv(t *testing.T) (*env, *lockedBuffer) {
+func newSenderEnv(t *testing.T) (*env, *proctest.Log) {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &proctest.Log{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	st := storetest.Bolt(t)
 	secretFile := filepath.Join(t.TempDir(), "launchdarkly-secret")

@@ -1,14 +1,12 @@
 package grafana
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,27 +14,10 @@ import (
 
 	"github.com/whatchanged/whatchanged/sources"
 	"github.com/whatchanged/whatchanged/sources/sourcetest"
+	"github.com/whatchanged/whatchanged/test/proctest"
 )
 
 var t0 = time.Date(2026, 11, 21, 10, 14, 0, 0, time.UTC) // the alert starts
-
-// syncBuffer is a log sink the poll goroutine and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // exampleRules are the README's.
 var exampleRules = []Rule{
@@ -46,7 +27,7 @@ var exampleRules = []Rule{
 
 // newSource builds a source on f with the bearer token tok, its clock at
 // t0 and its log in the returned buffer; cfg's URL is f's.
-func newSource(t *testing.T, f *fakeGrafana, cfg Config, tok string) (*Source, *syncBuffer) {
+func newSource(t *testing.T, f *fakeGrafana, cfg Config, tok string) (*Source, *proctest.Log) {
 	t.Helper()
 	cfg.URL = f.url()
 	if cfg.Rules == nil {
@@ -57,7 +38,7 @@ func newSource(t *testing.T, f *fakeGrafana, cfg Config, tok string) (*Source, *
 	// a loaded machine must not turn a slow answer into a failure.
 	client.Timeout = 30 * time.Second
 	client.Transport = commoncfg.NewAuthorizationCredentialsRoundTripper("Bearer", commoncfg.NewInlineSecret(tok), client.Transport)
-	logs := &syncBuffer{}
+	logs := &proctest.Log{}
 	s, err := New("grafana", cfg, client, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/whatchanged/whatchanged/enrich"
 	"github.com/whatchanged/whatchanged/sources"
 	"github.com/whatchanged/whatchanged/sources/kube"
+	"github.com/whatchanged/whatchanged/test/proctest"
 )
 
 // podDeployment is a one-replica Deployment labelled app=<name> running spec.
@@ -243,24 +243,6 @@ func TestConfigMapMetadataEditIsNotAChange(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination the test reads while the source writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // startSourceLogging is startSource with the source's log kept.
 func startSourceLogging(t *testing.T, cfg kube.Config, log *slog.Logger) *kube.Source {
 	t.Helper()
@@ -300,7 +282,7 @@ func TestSecretRotationTellsKeysOnly(t *testing.T) {
 		Containers: []corev1.Container{{Name: "orders", Image: "acme/orders:3.2", Env: []corev1.EnvVar{{Name: "DB_PASSWORD",
 			ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "db-credentials"}, Key: "password"}}}}}},
 	}))
-	var logs syncBuffer
+	var logs proctest.Log
 	s := startSourceLogging(t, kube.Config{Namespaces: []string{ns}, Secrets: true},
 		slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	subj := sources.Subject{Namespace: ns, Kind: "Deployment", Name: "orders-db"}

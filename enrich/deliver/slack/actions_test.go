@@ -1,7 +1,6 @@
 package slack
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -13,7 +12,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/whatchanged/whatchanged/enrich"
+	"github.com/whatchanged/whatchanged/test/proctest"
 )
 
 func actionsTarget(t *testing.T, f *fakeSlackApp, a *ActionsConfig, log *slog.Logger) *Target {
@@ -157,7 +156,7 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 func TestSocketModeAcknowledge(t *testing.T) {
 	f := newFakeSlackApp(t)
 	f.groups["S0ONCALL"] = []string{"U0BOB", "U0ALICE"}
-	var logs lockedBuffer
+	var logs proctest.Log
 	counter := NewActionsCounter()
 	tg := actionsTarget(t, f, &ActionsConfig{AppToken: testAppToken, AllowedUsers: []string{"U0CAROL"}, AllowedGroups: []string{"S0ONCALL"}, Counter: counter},
 		slog.New(slog.NewTextHandler(&logs, nil)))
@@ -227,24 +226,6 @@ func TestSocketModeAcknowledge(t *testing.T) {
 	if strings.Contains(l, testAppToken) || strings.Contains(l, "xoxb-test-token") {
 		t.Errorf("a token in the log:\n%s", l)
 	}
-}
-
-// lockedBuffer is a log sink read while actions write to it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func sign(secret string, ts time.Time, body []byte) http.Header {
