@@ -59,7 +59,7 @@ func (e *Enricher) fanOut(ctx context.Context, queries map[string]sources.Query)
 	var jobs []job
 	for _, key := range slices.Sorted(maps.Keys(queries)) {
 		for i := range e.sources {
-			if c, bound := sources.ClusterOf(e.sources[i].Source); bound && c != queries[key].Subject.Cluster {
+			if c := e.sourceHealth.sources[i].cluster; c != "" && c != queries[key].Subject.Cluster {
 				continue // another cluster's source: not asked, not waited for
 			}
 			jobs = append(jobs, job{key: key, entry: i, query: queries[key]})

@@ -69,6 +69,23 @@ func roundTripper(c HTTPConfig, name string) (http.RoundTripper, error) {
 }
 
 // hasAuthorization says whether c sends credentials of its own.
+// sourceConfig is what every source's config has: defaults and
+// validation by relative key.
+type sourceConfig interface {
+	Defaults()
+	Validate() map[string]string
+}
+
+// finishSource applies a polling source's defaults and reports its
+// problems and its http_config's at their keys.
+func finishSource(c sourceConfig, hc HTTPConfig, p problems) {
+	c.Defaults()
+	for k, msg := range c.Validate() {
+		p.bad(k, msg)
+	}
+	checkHTTPConfig(hc, "http_config", p)
+}
+
 func hasAuthorization(c HTTPConfig) bool {
 	return c != nil && (c.Authorization != nil || c.BasicAuth != nil || c.OAuth2 != nil || c.BearerToken != "" || c.BearerTokenFile != "")
 }

@@ -84,34 +84,27 @@ func (b *builder) onClose(f func() error) { b.a.closers = append(b.a.closers, f)
 // shared by the replicas; else the embedded store in data_dir, which holds
 // a file lock.
 func (b *builder) store() (store.Store, error) {
-	if b.a.store == nil && b.inherit != nil {
-		b.a.store = b.inherit
-		a := b.a
-		b.onClose(func() error { // once it took the store over
-			if a.ownsStore {
-				return a.store.Close()
-			}
-			return nil
-		})
-	}
 	if b.a.store == nil {
-		var st store.Store
-		var err error
-		switch {
-		case b.cfg.Redis != nil:
-			redis.SetLogger(redisLog{b.log}) // process-wide: the client has no per-client logger
-			st, err = store.NewRedis(*b.cfg.Redis)
-		case b.cfg.DataDir == "":
-			return nil, errors.New("data_dir (or redis) is required for the state store")
-		default:
-			st, err = store.OpenBolt(b.cfg.DataDir, 2*time.Second)
+		st := b.inherit
+		if st == nil {
+			var err error
+			switch {
+			case b.cfg.Redis != nil:
+				redis.SetLogger(redisLog{b.log}) // process-wide: the client has no per-client logger
+				st, err = store.NewRedis(*b.cfg.Redis)
+			case b.cfg.DataDir == "":
+				return nil, errors.New("data_dir (or redis) is required for the state store")
+			default:
+				st, err = store.OpenBolt(b.cfg.DataDir, 2*time.Second)
+			}
+			if err != nil {
+				return nil, err
+			}
+			b.a.ownsStore = true
 		}
-		if err != nil {
-			return nil, err
-		}
-		b.a.store, b.a.ownsStore = st, true
+		b.a.store = st
 		a := b.a
-		b.onClose(func() error {
+		b.onClose(func() error { // an inherited store once taken over (a reload)
 			if a.ownsStore {
 				return st.Close()
 			}

@@ -28,11 +28,7 @@ func (a *ArgoCDSourceConfig) finish(_ *Config, p problems) {
 	if !a.Enabled {
 		return
 	}
-	a.Defaults()
-	for k, msg := range a.Validate() {
-		p.bad(k, msg)
-	}
-	checkHTTPConfig(a.HTTPConfig, "http_config", p)
+	finishSource(a, a.HTTPConfig, p)
 	if a.Server != "" && !hasAuthorization(a.HTTPConfig) {
 		p.bad("http_config.authorization", "required with server (a read-only account's token, e.g. credentials_file)")
 	}

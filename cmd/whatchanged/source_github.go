@@ -31,11 +31,7 @@ func (g *GitHubSourceConfig) finish(_ *Config, p problems) {
 	if !g.Enabled {
 		return
 	}
-	g.Defaults()
-	for k, msg := range g.Validate() {
-		p.bad(k, msg)
-	}
-	checkHTTPConfig(g.HTTPConfig, "http_config", p)
+	finishSource(g, g.HTTPConfig, p)
 	switch {
 	case g.App.AppID != 0:
 		if hasAuthorization(g.HTTPConfig) {

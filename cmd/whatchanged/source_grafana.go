@@ -24,11 +24,7 @@ func (g *GrafanaSourceConfig) finish(_ *Config, p problems) {
 	if !g.Enabled {
 		return
 	}
-	g.Defaults()
-	for k, msg := range g.Validate() {
-		p.bad(k, msg)
-	}
-	checkHTTPConfig(g.HTTPConfig, "http_config", p)
+	finishSource(g, g.HTTPConfig, p)
 	if !hasAuthorization(g.HTTPConfig) {
 		p.bad("http_config.authorization", "required (a service-account token with the Viewer role, e.g. credentials_file)")
 	}

@@ -11,7 +11,6 @@ package clusters_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/whatchanged/whatchanged/test/controlplane"
+	"github.com/whatchanged/whatchanged/test/proctest"
 )
 
 var (
@@ -49,13 +49,10 @@ func run(m *testing.M) (int, error) {
 	defer os.RemoveAll(dir)
 
 	// Build the binary while the control planes start.
-	whatchangedBin = filepath.Join(dir, "whatchanged")
 	built := make(chan error, 1)
 	go func() {
-		out, err := exec.Command("go", "build", "-o", whatchangedBin, "../../cmd/whatchanged").CombinedOutput()
-		if err != nil {
-			err = fmt.Errorf("build whatchanged: %w\n%s", err, out)
-		}
+		var err error
+		whatchangedBin, err = proctest.BuildWhatchanged(dir)
 		built <- err
 	}()
 	start := time.Now()

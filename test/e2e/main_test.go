@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/whatchanged/whatchanged/test/proctest"
 )
 
 var (
@@ -44,11 +46,8 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	whatchangedBin = filepath.Join(dir, "whatchanged")
-	build := exec.Command("go", "build", "-o", whatchangedBin, "../../cmd/whatchanged")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: build whatchanged:", err)
+	if whatchangedBin, err = proctest.BuildWhatchanged(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -130,6 +129,18 @@ func startProcessStoppable(t *testing.T, name, bin string, args ...string) (stop
 		}
 	})
 	return stop
+}
+
+// runAlertmanager runs the real Alertmanager alone (no cluster) on port
+// with config until the test ends, and returns its URL once it is ready.
+func runAlertmanager(t *testing.T, dir string, port int, config string) string {
+	t.Helper()
+	cfg := writeFile(t, dir, "alertmanager.yml", config)
+	exited := startProcess(t, "alertmanager", alertmanagerBin, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "am"),
+		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port), "--cluster.listen-address=")
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	waitReady(t, url+"/-/ready", exited)
+	return url
 }
 
 func waitReady(t *testing.T, url string, exited <-chan struct{}) {

@@ -190,7 +190,7 @@ downstreams:
 	startProcess(t, "whatchanged", whatchangedBin, "serve", "--config", cfg)
 	wcURL := fmt.Sprintf("http://127.0.0.1:%d", wcPort)
 	waitReady(t, wcURL+"/readyz", nil)
-	amCfg := writeFile(t, dir, "am.yml", fmt.Sprintf(`route:
+	runAlertmanager(t, dir, amPort, fmt.Sprintf(`route:
   receiver: whatchanged
   group_by: [alertname]
   group_wait: 1s
@@ -202,9 +202,6 @@ receivers:
       - url: http://127.0.0.1:%d/webhook
         send_resolved: true
 `, wcPort))
-	amExited := startProcess(t, "alertmanager", alertmanagerBin, "--config.file="+amCfg, "--storage.path="+dir+"/am",
-		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", amPort), "--cluster.listen-address=")
-	waitReady(t, amURL+"/-/ready", amExited)
 
 	fire := func(instance string) {
 		t.Helper()
@@ -369,9 +366,7 @@ downstreams:
 	startProcess(t, "whatchanged", whatchangedBin, "serve", "--config", cfg)
 	wcURL := fmt.Sprintf("http://127.0.0.1:%d", wcPort)
 	waitReady(t, wcURL+"/readyz", nil)
-	amExited := startProcess(t, "alertmanager", alertmanagerBin, "--config.file="+writeFile(t, dir, "am.yml", "route: {receiver: none}\nreceivers: [{name: none}]\n"),
-		"--storage.path="+dir+"/am", fmt.Sprintf("--web.listen-address=127.0.0.1:%d", amPort), "--cluster.listen-address=")
-	waitReady(t, amURL+"/-/ready", amExited)
+	runAlertmanager(t, dir, amPort, "route: {receiver: none}\nreceivers: [{name: none}]\n")
 
 	// The parent, as whatchanged posts it for a notification.
 	body := `{"version":"4","status":"firing","receiver":"x","groupKey":"{}:{alertname=\"DiskFull\"}","groupLabels":{"alertname":"DiskFull"},"commonLabels":{"alertname":"DiskFull"},` +

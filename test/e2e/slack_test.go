@@ -70,7 +70,7 @@ downstreams:
 	wcURL := fmt.Sprintf("http://127.0.0.1:%d", wcPort)
 	waitReady(t, wcURL+"/readyz", nil)
 
-	amCfg := writeFile(t, dir, "am.yml", fmt.Sprintf(`route:
+	amURL := runAlertmanager(t, dir, amPort, fmt.Sprintf(`route:
   receiver: whatchanged
   group_by: [alertname]
   group_wait: 1s
@@ -82,10 +82,6 @@ receivers:
       - url: http://127.0.0.1:%d/webhook
         send_resolved: true
 `, wcPort))
-	amExited := startProcess(t, "alertmanager", alertmanagerBin, "--config.file="+amCfg, "--storage.path="+dir+"/am",
-		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", amPort), "--cluster.listen-address=")
-	amURL := fmt.Sprintf("http://127.0.0.1:%d", amPort)
-	waitReady(t, amURL+"/-/ready", amExited)
 
 	startsAt := time.Now().UTC().Truncate(time.Second)
 	if status, body := post(t, wcURL+"/api/v1/changes", fmt.Sprintf(`{"id":"ci-9","kind":"deploy","subject":{"namespace":"shop","kind":"Deployment","name":"api"},"version":"api:2.0","author":"erin","time":%q}`,

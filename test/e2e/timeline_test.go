@@ -35,7 +35,8 @@ timeline:
   time_zone: UTC
 `, wcPort, dir, tokenFile, ds.URL))
 	stopWC := startProcessStoppable(t, "whatchanged", whatchangedBin, "serve", "--config", wcCfg)
-	amCfg := writeFile(t, dir, "alertmanager.yml", fmt.Sprintf(`route:
+	waitReady(t, wcURL+"/readyz", nil)
+	runAlertmanager(t, dir, amPort, fmt.Sprintf(`route:
   receiver: whatchanged
   group_by: [alertname]
   group_wait: 1s
@@ -50,10 +51,6 @@ receivers:
           authorization:
             credentials_file: %s
 `, wcURL, tokenFile))
-	amExited := startProcess(t, "alertmanager", alertmanagerBin, "--config.file="+amCfg, "--storage.path="+dir+"/am",
-		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", amPort), "--cluster.listen-address=")
-	waitReady(t, wcURL+"/readyz", nil)
-	waitReady(t, amURL+"/-/ready", amExited)
 	auth := []string{"Authorization", "Bearer " + token}
 
 	now := time.Now().UTC().Truncate(time.Second)

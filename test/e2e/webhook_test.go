@@ -38,7 +38,7 @@ downstreams:
 `, wcPort, dir, tokenFile, ds.URL))
 	wcExited := startProcess(t, "whatchanged", whatchangedBin, "serve", "--config", wcCfg)
 
-	amCfg := writeFile(t, dir, "alertmanager.yml", fmt.Sprintf(`route:
+	amURL := runAlertmanager(t, dir, amPort, fmt.Sprintf(`route:
   receiver: whatchanged
   group_by: [alertname]
   group_wait: 1s
@@ -53,12 +53,9 @@ receivers:
           authorization:
             credentials_file: %s
 `, wcPort, tokenFile))
-	amExited := startProcess(t, "alertmanager", alertmanagerBin, "--config.file="+amCfg, "--storage.path="+dir+"/am",
-		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", amPort), "--cluster.listen-address=")
 
-	s := stack{wcURL: fmt.Sprintf("http://127.0.0.1:%d", wcPort), amURL: fmt.Sprintf("http://127.0.0.1:%d", amPort), capture: capture}
+	s := stack{wcURL: fmt.Sprintf("http://127.0.0.1:%d", wcPort), amURL: amURL, capture: capture}
 	waitReady(t, s.wcURL+"/readyz", wcExited)
-	waitReady(t, s.amURL+"/-/ready", amExited)
 	return s
 }
 

@@ -23,6 +23,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
+
+	"github.com/whatchanged/whatchanged/test/proctest"
 )
 
 const (
@@ -285,10 +287,7 @@ func whatchanged(t *testing.T) string {
 			binErr = err
 			return
 		}
-		binPath = filepath.Join(dir, "whatchanged")
-		if out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/whatchanged").CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("build whatchanged: %v\n%s", err, out)
-		}
+		binPath, binErr = proctest.BuildWhatchanged(dir)
 	})
 	if binErr != nil {
 		t.Fatal(binErr)

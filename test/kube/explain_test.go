@@ -10,6 +10,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/whatchanged/whatchanged/test/proctest"
 )
 
 // `whatchanged explain --kubeconfig` against the real cluster shows the
@@ -17,9 +19,9 @@ import (
 func TestExplainShowsTheOwnerWalk(t *testing.T) {
 	ns := "explain"
 	newNamespace(t, ns)
-	bin := filepath.Join(t.TempDir(), "whatchanged")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/whatchanged").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+	bin, err := proctest.BuildWhatchanged(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
 	if _, err := client.AppsV1().Deployments(ns).Create(context.Background(), webDeployment(ns, "acme/web:3.1"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

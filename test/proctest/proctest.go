@@ -5,7 +5,10 @@ package proctest
 
 import (
 	"bytes"
+	"fmt"
 	"net"
+	"os/exec"
+	"path/filepath"
 	"sync"
 )
 
@@ -37,4 +40,14 @@ func FreePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// BuildWhatchanged compiles the whatchanged binary into dir, from a test
+// package under test/ (the path is relative to it).
+func BuildWhatchanged(dir string) (string, error) {
+	bin := filepath.Join(dir, "whatchanged")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/whatchanged").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build whatchanged: %w\n%s", err, out)
+	}
+	return bin, nil
 }

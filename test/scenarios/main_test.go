@@ -8,7 +8,6 @@ package scenarios_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/whatchanged/whatchanged/test/controlplane"
+	"github.com/whatchanged/whatchanged/test/proctest"
 )
 
 var (
@@ -51,14 +51,10 @@ func run(m *testing.M) (int, error) {
 	defer os.RemoveAll(dir)
 
 	// Build the binary while the control plane starts.
-	whatchangedBin = filepath.Join(dir, "whatchanged")
 	built := make(chan error, 1)
 	go func() {
-		build := exec.Command("go", "build", "-o", whatchangedBin, "../../cmd/whatchanged")
-		out, err := build.CombinedOutput()
-		if err != nil {
-			err = fmt.Errorf("build whatchanged: %w\n%s", err, out)
-		}
+		var err error
+		whatchangedBin, err = proctest.BuildWhatchanged(dir)
 		built <- err
 	}()
 
